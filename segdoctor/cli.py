@@ -1,0 +1,193 @@
+"""Command-line entry point: argument parsing, progress, the terminal summary and exit codes.
+
+This is the only module that prints. It never imports Keras or TensorFlow at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from importlib import import_module
+from pathlib import Path
+
+from segdoctor import __version__
+from segdoctor.errors import SegDoctorError
+
+#: command modules, each with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args, progress)``
+COMMAND_MODULES = (
+    "segdoctor.commands.data",
+)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("segdoctor")
+
+
+class Progress:
+    """A small progress bar on stderr, shown only on a TTY and only for scans longer than about a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._start: float | None = None
+        self._last = 0.0
+        self._shown = False
+        self._label = ""
+
+    def __call__(self, done: int, total: int, label: str = "") -> None:
+        if not self.enabled or total <= 0:
+            return
+        import time
+
+        now = time.monotonic()
+        if self._start is None or label != self._label:
+            self._start, self._label, self._shown = now, label, False
+        if now - self._start < 1.0 and done < total:
+            return
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / total)
+        rate = done / max(now - self._start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else 0
+        sys.stderr.write(f"\r{label:<12} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:6.1f}/s eta {eta:4.0f}s")
+        self._shown = True
+        if done >= total:
+            sys.stderr.write("\n")
+            self._start = None
+        sys.stderr.flush()
+
+
+def add_common_arguments(p: argparse.ArgumentParser, default_report: str = "segdoctor-report.html") -> None:
+    """Options every checking command shares (report paths, selection, exit policy)."""
+    g = p.add_argument_group("output")
+    g.add_argument("--report", metavar="PATH", default=default_report,
+                   help=f"write the HTML report here (default: ./{default_report}); '-' or 'none' to skip")
+    g.add_argument("--json", metavar="PATH", help="also write the report as JSON (schema segdoctor.report/1)")
+    g.add_argument("--fail-on", choices=("error", "warning", "info", "never"), default="error",
+                   help="exit 1 when a finding reaches this severity (default: error)")
+    g.add_argument("--select", action="append", metavar="CODES",
+                   help="run only these checks: codes (SD101), prefixes (SD1) or names, comma-separated or repeated")
+    g.add_argument("--ignore", action="append", metavar="CODES", help="skip these checks (same forms as --select)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only the one-line verdict")
+    g.add_argument("-v", "--verbose", action="store_true", help="log what the checks do")
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(
+        prog="segdoctor",
+        description="Diagnose why a Keras segmentation model fails: the dataset, the model, the training log.",
+        epilog="Run `segdoctor list-checks` for the catalogue and `segdoctor explain SD101` for one check.",
+    )
+    parser.add_argument("--version", action="version", version=f"segdoctor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name in COMMAND_MODULES:
+        mod = import_module(name)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        add_common_arguments(p)
+        modules[mod.NAME] = mod
+    lc = sub.add_parser("list-checks", help="list every check: code, name, severity, scope and one line")
+    lc.add_argument("--scope", choices=("data", "model", "predictions", "history"), help="only checks of this scope")
+    ex = sub.add_parser("explain", help="show a check's documentation: what it detects, why it matters, how to fix")
+    ex.add_argument("check", metavar="CODE|NAME")
+    return parser, modules
+
+
+def _list_checks(args: argparse.Namespace) -> int:
+    from segdoctor.registry import all_checks
+
+    rows = [c for c in all_checks() if not args.scope or c.scope == args.scope]
+    for c in rows:
+        print(f"{c.code}  {c.name:<28} {c.severity.label:<8} {c.scope:<12} {c.summary()}")
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from segdoctor.registry import get_check
+
+    c = get_check(args.check)
+    aliases = f" (aliases: {', '.join(c.aliases)})" if c.aliases else ""
+    print(f"{c.code} {c.name}{aliases}\nseverity: {c.severity.label}    scope: {c.scope}\n")
+    print(c.documentation())
+    return EXIT_OK
+
+
+def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None:
+    counts = report.counts
+    print(report.verdict)
+    if args.quiet:
+        for path in written:
+            print(f"Report: {path}")
+        return
+    print(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
+    width = max(60, min(os.get_terminal_size().columns if sys.stdout.isatty() else 100, 120))
+    for f in report.findings[:10]:
+        line = f"  {f.severity.label.upper():<7} {f.code} {f.title}"
+        print(textwrap.shorten(line, width=width, placeholder=" …"))
+    if len(report.findings) > 10:
+        print(f"  … and {len(report.findings) - 10} more in the report")
+    crashed = [c for c in report.checks if c.status == "crashed"]
+    for c in crashed:
+        print(f"  check {c.code} could not run: {c.message}")
+    for path in written:
+        print(f"Report: {path}")
+
+
+def _write_outputs(report, args: argparse.Namespace) -> list[str]:
+    written = []
+    if args.json:
+        from segdoctor.report.json_writer import write_json
+
+        written.append(str(write_json(report, args.json)))
+    if args.report and args.report not in ("-", "none"):
+        from segdoctor.report.html import write_html
+
+        written.append(str(write_html(report, args.report)))
+    return written
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    from segdoctor.errors import UsageError
+
+    for flag, value in (("--report", args.report), ("--json", args.json)):
+        if not value or value in ("-", "none"):
+            continue
+        parent = Path(value).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UsageError(f"{flag} {value}: the folder {parent} does not exist; expected a path in an existing folder.")
+        if Path(value).is_dir():
+            raise UsageError(f"{flag} {value}: is a folder; expected a file path such as {Path(value) / 'report.html'}.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, modules = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR,
+                        format="segdoctor: %(message)s", stream=sys.stderr)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "list-checks":
+            return _list_checks(args)
+        if args.command == "explain":
+            return _explain(args)
+        _check_output_paths(args)
+        progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
+        report = modules[args.command].run(args, progress)
+        written = _write_outputs(report, args)
+    except SegDoctorError as exc:
+        print(f"segdoctor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("segdoctor: interrupted", file=sys.stderr)
+        return 130
+    _print_summary(report, args, written)
+    return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK

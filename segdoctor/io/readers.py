@@ -1,0 +1,165 @@
+"""Decode one image or mask file into a numpy array plus the facts about how it was stored.
+
+Palette PNGs are read as indices (never converted to RGB); 16-bit PNGs stay uint16; float TIFFs stay
+float; ``.npy`` files are loaded without pickle. Anything undecodable raises ``UnreadableFile`` with
+a reason a user understands; the scan records it as SD001 and goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".webp"})
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP"})
+
+#: refuse to decode images larger than this many pixels (a decompression bomb guard);
+#: 2**28 pixels is a 16384 x 16384 image, far beyond any segmentation sample.
+MAX_PIXELS = 2**28
+
+
+class UnreadableFile(Exception):
+    """The file exists but cannot be decoded as an image."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A decoded file: pixels as (H, W) or (H, W, C), and how they were stored."""
+
+    array: np.ndarray
+    format: str  # PNG, JPEG, TIFF, NPY, ...
+    mode: str  # PIL mode (L, RGB, P, I;16, F, ...) or numpy dtype for .npy
+    bits: int  # bits per sample as stored
+    palette: tuple[tuple[int, int, int], ...] | None = None  # for 'P' images, the first entries
+    exif_orientation: int = 1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.array.ndim == 2 else int(self.array.shape[2])
+
+
+def _bits_for(mode: str, dtype: np.dtype) -> int:
+    if mode in ("1",):
+        return 1
+    if mode.startswith("I;16") or dtype == np.uint16 or dtype == np.int16:
+        return 16
+    if mode in ("I", "F") or dtype.itemsize == 4:
+        return 32
+    if dtype.itemsize == 8:
+        return 64
+    return 8
+
+
+def _read_npy(path: Path) -> Decoded:
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as exc:
+        raise UnreadableFile(f"not a plain numeric .npy array ({exc})") from None
+    except Exception as exc:
+        raise UnreadableFile(f"cannot load .npy: {exc}") from None
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # channels-first array
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise UnreadableFile(f"array of shape {tuple(arr.shape)}; expected (H, W) or (H, W, C)")
+    if arr.dtype.kind not in "biuf":
+        raise UnreadableFile(f"array of dtype {arr.dtype}; expected numbers")
+    if arr.size > MAX_PIXELS * 4:
+        raise UnreadableFile(f"array of shape {tuple(arr.shape)} exceeds the size limit")
+    a = np.asarray(arr)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8)
+    return Decoded(a, "NPY", str(a.dtype), _bits_for("", a.dtype))
+
+
+def _read_tiff_fallback(path: Path) -> Decoded:
+    import tifffile
+
+    try:
+        a = tifffile.imread(str(path))
+    except Exception as exc:
+        raise UnreadableFile(f"cannot decode TIFF: {exc}") from None
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3):
+        raise UnreadableFile(f"TIFF of shape {a.shape}; expected one 2-D image")
+    return Decoded(np.asarray(a), "TIFF", str(a.dtype), _bits_for("", a.dtype))
+
+
+def read_file(path: str | Path) -> Decoded:
+    """Decode ``path``; raise ``UnreadableFile`` with a short reason when it cannot be read."""
+    from PIL import Image
+
+    p = Path(path)
+    try:
+        size = os.stat(p).st_size
+    except OSError as exc:
+        raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise UnreadableFile("the file is empty (0 bytes)")
+    if p.suffix.lower() == ".npy":
+        return _read_npy(p)
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                fmt = im.format or p.suffix.lstrip(".").upper()
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise UnreadableFile(f"header claims {w}x{h} pixels, above the {MAX_PIXELS:,}-pixel safety limit")
+                orientation = 1
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:
+                    orientation = 1
+                mode = im.mode
+                palette = None
+                if mode == "P":
+                    pal = im.getpalette() or []
+                    palette = tuple(tuple(pal[i : i + 3]) for i in range(0, min(len(pal), 768), 3))
+                    if "transparency" in im.info and not isinstance(im.info["transparency"], int):
+                        pass
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)
+                im.load()
+                if mode in ("PA",):
+                    im = im.getchannel(0)
+                    mode = "P"
+                if mode == "CMYK" or mode == "YCbCr":
+                    im = im.convert("RGB")
+                if mode == "1":
+                    a = np.array(im, dtype=np.uint8)
+                else:
+                    a = np.array(im)
+    except UnreadableFile:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableFile(f"decompression-bomb guard: {exc}") from None
+    except Exception as exc:
+        if p.suffix.lower() in (".tif", ".tiff"):
+            return _read_tiff_fallback(p)
+        msg = str(exc) or type(exc).__name__
+        if "cannot identify image file" in msg:
+            msg = "not an image (no known image header)"
+        elif "truncated" in msg.lower() or isinstance(exc, (OSError, SyntaxError)):
+            msg = f"truncated or corrupt data ({msg})"
+        raise UnreadableFile(msg) from None
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or a.size == 0:
+        raise UnreadableFile(f"decoded to shape {a.shape}; expected a 2-D image")
+    return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), palette=palette, exif_orientation=orientation)
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """Just the pixels."""
+    return read_file(path).array

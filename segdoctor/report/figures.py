@@ -1,0 +1,244 @@
+"""Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing.
+
+Each figure kind has one renderer ``(Figure) -> PNG bytes``. Kinds:
+
+- ``bar``: ``labels``, ``values``, optional ``ylabel``, ``log``, ``highlight`` (labels to colour)
+- ``histogram``: precomputed ``edges`` + ``counts`` or ``series`` of such, optional ``xlabel``, ``log``, ``vlines``
+- ``lines``: ``x`` and ``series`` (``label``, ``y``, ``axis`` left/right), ``spans`` to shade, ``vlines``
+- ``pairs``: ``items`` of ``{"image": path, "mask": path, "caption": str}`` drawn as image | mask | overlay
+- ``arrays``: ``rows`` of ``{"caption": str, "panels": [{"title": str, "array": ndarray, "cmap": str}]}``
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from segdoctor.findings import Figure
+
+log = logging.getLogger(__name__)
+
+Renderer = Callable[[Figure], bytes]
+RENDERERS: dict[str, Renderer] = {}
+
+_STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+_PALETTE = ["#3b6ea8", "#d1603d", "#5a9e6f", "#8e6bb8", "#c9a227", "#4aa3a3", "#b5527d", "#777777"]
+
+
+def renderer(kind: str) -> Callable[[Renderer], Renderer]:
+    def deco(fn: Renderer) -> Renderer:
+        RENDERERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any) -> bytes:
+    plt = _plt()
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def render_png(figure: Figure) -> bytes | None:
+    """PNG bytes for a figure, or None (logged) when it cannot be drawn: a figure never costs the report."""
+    fn = RENDERERS.get(figure.kind)
+    if fn is None:
+        log.warning("no renderer for figure kind %r", figure.kind)
+        return None
+    plt = _plt()
+    try:
+        with plt.style.context("default"), plt.rc_context(_STYLE):
+            return fn(figure)
+    except Exception as exc:  # drawing must not lose the report
+        log.warning("could not draw figure %r: %s", figure.title, exc)
+        return None
+
+
+def data_uri(figure: Figure) -> str | None:
+    png = render_png(figure)
+    if png is None:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@renderer("bar")
+def _bar(figure: Figure) -> bytes:
+    plt = _plt()
+    d = figure.data
+    labels = [str(x) for x in d["labels"]]
+    values = [float(v) for v in d["values"]]
+    highlight = {str(x) for x in d.get("highlight", ())}
+    width = min(10.0, max(4.0, 0.35 * len(labels) + 2))
+    fig, ax = plt.subplots(figsize=(width, 3.0))
+    colors = [_PALETTE[1] if lab in highlight else _PALETTE[0] for lab in labels]
+    ax.bar(range(len(values)), values, color=colors)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=45 if len(labels) > 8 else 0, ha="right" if len(labels) > 8 else "center")
+    if d.get("log"):
+        ax.set_yscale("log")
+    ax.set_ylabel(d.get("ylabel", ""))
+    ax.set_xlabel(d.get("xlabel", ""))
+    ax.set_title(figure.title)
+    return _save(fig)
+
+
+@renderer("histogram")
+def _histogram(figure: Figure) -> bytes:
+    plt = _plt()
+    d = figure.data
+    series = d.get("series") or [{"label": "", "edges": d["edges"], "counts": d["counts"]}]
+    fig, ax = plt.subplots(figsize=(6.5, 3.0))
+    for i, s in enumerate(series):
+        edges = np.asarray(s["edges"], dtype=float)
+        counts = np.asarray(s["counts"], dtype=float)
+        ax.stairs(counts, edges, fill=len(series) == 1, alpha=0.8 if len(series) == 1 else 1.0,
+                  color=_PALETTE[i % len(_PALETTE)], label=s.get("label") or None, linewidth=1.5)
+    for v in d.get("vlines", ()):
+        ax.axvline(float(v["x"]), color="#b22222", linestyle="--", linewidth=1)
+        ax.annotate(str(v.get("label", "")), (float(v["x"]), 1), xycoords=("data", "axes fraction"),
+                    va="top", ha="left", fontsize=8, color="#b22222")
+    if d.get("log"):
+        ax.set_yscale("log")
+    ax.set_xlabel(d.get("xlabel", ""))
+    ax.set_ylabel(d.get("ylabel", "count"))
+    ax.set_title(figure.title)
+    if any(s.get("label") for s in series):
+        ax.legend(fontsize=8)
+    return _save(fig)
+
+
+@renderer("lines")
+def _lines(figure: Figure) -> bytes:
+    plt = _plt()
+    d = figure.data
+    x = np.asarray(d["x"], dtype=float)
+    fig, ax = plt.subplots(figsize=(7.0, 3.2))
+    ax2 = None
+    handles = []
+    for i, s in enumerate(d["series"]):
+        target = ax
+        if s.get("axis") == "right":
+            if ax2 is None:
+                ax2 = ax.twinx()
+                ax2.grid(False)
+                ax2.set_ylabel(d.get("y2label", ""))
+                if d.get("y2log"):
+                    ax2.set_yscale("log")
+            target = ax2
+        xs = np.asarray(s.get("x", x), dtype=float)
+        (h,) = target.plot(xs, np.asarray(s["y"], dtype=float), label=s.get("label", ""),
+                           color=s.get("color", _PALETTE[i % len(_PALETTE)]),
+                           linestyle=s.get("style", "-"), marker="o" if len(xs) <= 30 else None, markersize=3)
+        handles.append(h)
+    for span in d.get("spans", ()):
+        ax.axvspan(float(span["start"]), float(span["end"]), color=span.get("color", "#f4a261"), alpha=0.25)
+        ax.annotate(str(span.get("label", "")), (float(span["start"]), 0.98), xycoords=("data", "axes fraction"),
+                    va="top", fontsize=8, color="#9c4a00")
+    for v in d.get("vlines", ()):
+        ax.axvline(float(v["x"]), color="#b22222", linestyle="--", linewidth=1)
+        ax.annotate(str(v.get("label", "")), (float(v["x"]), 0.02), xycoords=("data", "axes fraction"),
+                    fontsize=8, color="#b22222")
+    if d.get("log"):
+        ax.set_yscale("log")
+    ax.set_xlabel(d.get("xlabel", ""))
+    ax.set_ylabel(d.get("ylabel", ""))
+    ax.set_title(figure.title)
+    if any(h.get_label() for h in handles):
+        ax.legend(handles=handles, fontsize=8, loc="best")
+    return _save(fig)
+
+
+def _overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Blend a label map over a grayscale copy of the image; background (0) stays clear."""
+    from segdoctor.report.thumbnails import colourise, to_display_rgb
+
+    base = to_display_rgb(image).astype(np.float32)
+    gray = base.mean(axis=2, keepdims=True).repeat(3, axis=2)
+    colour = colourise(label).astype(np.float32)
+    fg = (label != 0)[..., None] if label.ndim == 2 else np.any(label != 0, axis=-1)[..., None]
+    out = np.where(fg, 0.45 * gray + 0.55 * colour, gray)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@renderer("pairs")
+def _pairs(figure: Figure) -> bytes:
+    from segdoctor.report.thumbnails import load_thumbnail_pair, mask_display
+
+    plt = _plt()
+    items = list(figure.data["items"])
+    n = len(items)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    for row, item in enumerate(items):
+        image, mask = load_thumbnail_pair(item.get("image"), item.get("mask"))
+        panels = [
+            ("image", image if image is not None else None),
+            ("mask (contrast-stretched)", mask_display(mask) if mask is not None else None),
+            ("overlay", _overlay(image, mask) if image is not None and mask is not None and image.shape[:2] == mask.shape[:2] else None),
+        ]
+        for col, (title, arr) in enumerate(panels):
+            ax = axes[row][col]
+            ax.axis("off")
+            if arr is None:
+                ax.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=8)
+            else:
+                ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, interpolation="nearest")
+            if row == 0:
+                ax.set_title(title)
+        axes[row][0].text(0, -0.04, str(item.get("caption", ""))[:70], transform=axes[row][0].transAxes,
+                          va="top", fontsize=7)
+    fig.suptitle(figure.title)
+    return _save(fig)
+
+
+@renderer("arrays")
+def _arrays(figure: Figure) -> bytes:
+    plt = _plt()
+    rows = list(figure.data["rows"])
+    ncols = max(len(r["panels"]) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.4 * ncols, 2.4 * len(rows)), squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(ncols):
+            ax = axes[i][j]
+            ax.axis("off")
+            if j >= len(r["panels"]):
+                continue
+            p = r["panels"][j]
+            arr = np.asarray(p["array"])
+            kw = {"interpolation": "nearest"}
+            if arr.ndim == 2:
+                kw["cmap"] = p.get("cmap", "gray")
+                if "vmin" in p:
+                    kw["vmin"], kw["vmax"] = p["vmin"], p["vmax"]
+            ax.imshow(arr, **kw)
+            if i == 0 or p.get("always_title"):
+                ax.set_title(p.get("title", ""), fontsize=8)
+        axes[i][0].text(0, -0.04, str(r.get("caption", ""))[:60], transform=axes[i][0].transAxes, va="top", fontsize=7)
+    fig.suptitle(figure.title)
+    return _save(fig)

@@ -1,0 +1,110 @@
+"""Renders the self-contained HTML report from ``report_templates/`` with one autoescaping jinja2 environment."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from segdoctor.findings import Figure
+from segdoctor.report.model import Report
+
+#: files shown per finding in HTML (JSON has them all)
+FILES_SHOWN = 8
+
+
+def template_dir() -> Path:
+    """Where the templates live: inside the installed package (wheel) or at the repository top level."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "report_templates", here.parent.parent / "report_templates"):
+        if (candidate / "report.html.j2").is_file():
+            return candidate
+    raise FileNotFoundError("report_templates/report.html.j2 is missing from the installation; reinstall segdoctor")
+
+
+def _fmt_number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        if value == 0:
+            return "0"
+        a = abs(value)
+        if a >= 1e5 or a < 1e-3:
+            return f"{value:.3g}"
+        if a >= 100:
+            return f"{value:,.1f}"
+        return f"{value:.4g}"
+    if hasattr(value, "item"):
+        try:
+            return _fmt_number(value.item())
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(_fmt_number(v) for v in list(value)[:12])
+        return f"[{shown}{', …' if len(value) > 12 else ''}]"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_fmt_number(v)}" for k, v in list(value.items())[:12])
+    return str(value)
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        autoescape=True,  # every template, whatever its extension: file names and evidence are user data
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _fmt_number
+    return env
+
+
+def _figure_view(fig: Figure) -> dict[str, Any]:
+    from segdoctor.report.figures import data_uri
+
+    return {"title": fig.title, "caption": fig.caption, "src": data_uri(fig)}
+
+
+def render_html(report: Report) -> str:
+    from segdoctor import __version__
+
+    env = _environment()
+    css = (template_dir() / "report.css").read_text(encoding="utf-8")
+    findings = []
+    for f in report.findings:
+        findings.append(
+            {
+                "f": f,
+                "files_shown": list(f.files[:FILES_SHOWN]),
+                "files_more": max(0, len(f.files) - FILES_SHOWN),
+                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]],
+            }
+        )
+    sections = []
+    for s in report.sections:
+        sections.append({"s": s, "figures": [v for v in (_figure_view(x) for x in s.figures) if v["src"]]})
+    template = env.get_template("report.html.j2")
+    return template.render(
+        report=report,
+        version=__version__,
+        css=css,
+        findings=findings,
+        sections=sections,
+        counts=report.counts,
+        verdict=report.verdict,
+        checks=report.checks,
+    )
+
+
+def write_html(report: Report, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(render_html(report), encoding="utf-8")
+    return path

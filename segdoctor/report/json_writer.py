@@ -1,0 +1,38 @@
+"""Writes the machine-readable report (schema ``segdoctor.report/1``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from segdoctor.report.model import Report
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN/Inf; numpy scalars are not serialisable. Keep the file strictly valid.
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    return _clean(report.to_json())
+
+
+def write_json(report: Report, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(report_json(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path

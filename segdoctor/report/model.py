@@ -1,0 +1,87 @@
+"""The report: everything one run found, in the order a reader needs it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from segdoctor.findings import Finding, Section, Severity
+from segdoctor.runner import CheckStatus
+
+SCHEMA = "segdoctor.report/1"
+
+
+def _sort_key(f: Finding) -> tuple[int, str]:
+    return (-int(f.severity), f.code)
+
+
+@dataclass
+class Report:
+    """The outcome of one command: findings ranked by severity, per-check status, overview sections."""
+
+    command: str
+    target: str
+    findings: list[Finding] = field(default_factory=list)
+    checks: list[CheckStatus] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        self.findings = sorted(self.findings, key=_sort_key)
+
+    def add(self, findings: Sequence[Finding], checks: Sequence[CheckStatus]) -> None:
+        """Merge the outcome of another batch of checks (for example the data checks inside check-model)."""
+        seen = {c.code for c in self.checks}
+        self.findings = sorted([*self.findings, *findings], key=_sort_key)
+        self.checks.extend(c for c in checks if c.code not in seen)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {s.label: 0 for s in sorted(Severity, reverse=True)}
+        for f in self.findings:
+            out[f.severity.label] += 1
+        return out
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    @property
+    def verdict(self) -> str:
+        c = self.counts
+        if c["error"]:
+            top = self.findings[0]
+            more = f" and {c['error'] - 1} more error(s)" if c["error"] > 1 else ""
+            return f"Not ready to train: {top.title} ({top.code}){more}."
+        if c["warning"]:
+            return f"Usable, with {c['warning']} warning(s) likely to hurt results."
+        crashed = [s for s in self.checks if s.status == "crashed"]
+        if crashed:
+            return f"No problems found, but {len(crashed)} check(s) could not run."
+        return "No problems found."
+
+    def fails(self, fail_on: str) -> bool:
+        """True when a finding reaches the ``--fail-on`` level (``never`` never fails)."""
+        if fail_on == "never":
+            return False
+        level = Severity.parse(fail_on)
+        return any(f.severity >= level for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        from segdoctor import __version__
+
+        return {
+            "schema": SCHEMA,
+            "tool": {"name": "segdoctor", "version": __version__},
+            "command": self.command,
+            "target": self.target,
+            "created": self.created,
+            "summary": {"verdict": self.verdict, "counts": self.counts, **self.facts},
+            "notes": list(self.notes),
+            "findings": [f.to_json() for f in self.findings],
+            "checks": [c.to_json() for c in self.checks],
+        }

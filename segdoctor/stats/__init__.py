@@ -1,0 +1,1 @@
+"""Pure numpy/scikit-image statistics. Never imports matplotlib, jinja2, the report package or Keras."""
