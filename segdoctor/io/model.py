@@ -1,0 +1,364 @@
+"""Load a Keras model file safely, and the user's custom objects, with one-line errors a user can act on.
+
+Keras is imported inside the functions only: ``segdoctor --help`` and ``check-data`` never pay for it.
+The compile configuration is read straight from the file (``config.json`` in a ``.keras`` zip, the
+``training_config`` attribute of a legacy ``.h5``) so the loss and optimizer can be checked even when
+Keras cannot rebuild the custom objects they reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segdoctor.errors import ModelLoadError, UsageError
+
+log = logging.getLogger(__name__)
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+#: modules whose serialized objects Keras resolves by itself
+_KERAS_MODULE = re.compile(r"^(keras|tensorflow|tf_keras)(\.|$)")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and what segdoctor learned while loading it."""
+
+    model: Any
+    path: Path
+    format: str  # "keras" or "h5"
+    compile_config: dict[str, Any] | None
+    compiled: bool
+    missing_objects: tuple[str, ...] = ()
+    custom_objects: dict[str, Any] = field(default_factory=dict)
+    unsafe: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter before it is imported (it is not the user's problem)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def import_keras():
+    """Import Keras on demand, quietly."""
+    quiet_tensorflow()
+    import keras
+
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    except ImportError:  # absl ships with TensorFlow; other backends do not need it
+        pass
+    return keras
+
+
+def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dict[str, Any]:
+    """Import each user module by path and collect the functions and classes it defines.
+
+    A module may also define a ``custom_objects`` dict, which is merged as is (for objects
+    registered under other names). Importing runs the user's code: only files the user named.
+    """
+    found: dict[str, Any] = {}
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--custom-objects {raw}: no such file; expected a Python file (.py) defining the custom losses, metrics or layers.")
+        if path.suffix != ".py":
+            raise UsageError(f"--custom-objects {raw}: not a .py file; expected a Python module defining the custom objects.")
+        module_name = f"segdoctor_custom_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{abs(hash(str(path.resolve()))) % 10**8}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"--custom-objects {raw}: Python cannot import this file; expected a plain module.")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise UsageError(f"--custom-objects {raw}: importing it failed with {type(exc).__name__}: {exc}") from None
+        for name, obj in vars(module).items():
+            if name.startswith("_"):
+                continue
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", None) == module_name:
+                found[name] = obj
+        extra = getattr(module, "custom_objects", None)
+        if isinstance(extra, dict):
+            found.update({str(k): v for k, v in extra.items()})
+        log.info("loaded %d custom object(s) from %s", len(found), path)
+    return found
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    return "other"
+
+
+def read_compile_config(path: Path) -> dict[str, Any] | None:
+    """The compile configuration stored in the file, normalised to Keras 3 keys, or None."""
+    kind = _sniff(path)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                cfg = json.loads(zf.read("config.json"))
+            cc = cfg.get("compile_config")
+            return cc if isinstance(cc, dict) else None
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as fh:
+                raw = fh.attrs.get("training_config")
+            if raw is None:
+                return None
+            tc = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            # legacy keys: optimizer_config {class_name, config}
+            return {"loss": tc.get("loss"), "metrics": tc.get("metrics"), "optimizer": tc.get("optimizer_config")}
+    except Exception as exc:  # a broken config is reported by the load itself
+        log.info("could not read the compile config of %s: %s", path, exc)
+    return None
+
+
+def _validate_file(path: Path) -> str:
+    """Check the file before Keras sees it, so every failure has a one-line explanation."""
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file; expected a Keras model file (.keras, or legacy .h5).")
+    if path.is_dir():
+        hint = " It looks like a TensorFlow SavedModel; re-save it with model.save('model.keras')." if (path / "saved_model.pb").exists() else ""
+        raise ModelLoadError(f"{path}: is a folder; expected a Keras model file (.keras, or legacy .h5).{hint}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelLoadError(f"{path}: the file is empty (0 bytes); expected a Keras model file (.keras zip or .h5).")
+    kind = _sniff(path)
+    if kind == "zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+        except zipfile.BadZipFile:
+            raise ModelLoadError(f"{path}: a truncated or corrupt zip archive ({size:,} bytes); expected a complete .keras file.") from None
+        if "config.json" not in names:
+            raise ModelLoadError(f"{path}: a zip archive without config.json ({len(names)} entries); expected a .keras file written by model.save().")
+        return "keras"
+    if kind == "hdf5":
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as fh:
+                has_model = "model_config" in fh.attrs
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: a corrupt HDF5 file ({exc}); expected a Keras .h5 model.") from None
+        if not has_model:
+            raise ModelLoadError(
+                f"{path}: an HDF5 file with weights only (no model_config); expected a whole model: save it with model.save('model.keras')."
+            )
+        return "h5"
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    raise ModelLoadError(f"{path}: not a Keras model ({size:,} bytes starting with {head[:8]!r}); expected a .keras zip file or a legacy .h5 file.")
+
+
+def _function_names(obj: Any) -> list[str]:
+    """Names of the non-Keras functions and classes a serialized compile config refers to."""
+    out: list[str] = []
+    if isinstance(obj, dict):
+        module = obj.get("module")
+        cls = obj.get("class_name")
+        if cls == "function" and isinstance(obj.get("config"), str) and not (module and _KERAS_MODULE.match(module)):
+            out.append(obj["config"])
+        elif isinstance(cls, str) and module is not None and not _KERAS_MODULE.match(module) and cls != "function":
+            out.append(str(obj.get("registered_name") or cls))
+        elif isinstance(cls, str) and module is None and obj.get("registered_name"):
+            out.append(str(obj["registered_name"]))
+        for key, value in obj.items():
+            if key not in ("module", "class_name", "registered_name") and isinstance(value, (dict, list)):
+                out.extend(_function_names(value))
+    elif isinstance(obj, list):
+        for v in obj:
+            out.extend(_function_names(v))
+    elif isinstance(obj, str):
+        out.append(obj)
+    return out
+
+
+def referenced_custom_names(compile_config: dict[str, Any] | None, keras: Any) -> list[str]:
+    """Loss/metric names in the compile config that Keras cannot resolve by itself."""
+    if not compile_config:
+        return []
+    names: list[str] = []
+    for key in ("loss", "metrics", "weighted_metrics"):
+        for name in _function_names(compile_config.get(key)):
+            if name in names:
+                continue
+            if _resolvable_builtin(name, keras):
+                continue
+            names.append(name)
+    return names
+
+
+def _resolvable_builtin(name: str, keras: Any) -> bool:
+    if name in ("accuracy", "acc", "crossentropy", "ce"):
+        return True
+    for getter in (keras.losses.get, keras.metrics.get):
+        try:
+            getter(name)
+            return True
+        except Exception:
+            continue
+    return keras.saving.get_registered_object(name) is not None
+
+
+_MISSING_RE = re.compile(r"Could not (?:locate|interpret) (?:function|class|loss|metric)[^'\"]*['\"]([^'\"]+)['\"]")
+
+
+def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None, unsafe: bool = False) -> LoadedModel:
+    """Load ``path`` with ``safe_mode=True`` (unless ``unsafe``), falling back to ``compile=False``.
+
+    A model whose loss or metrics cannot be resolved still loads; their names are returned in
+    ``missing_objects`` for SD406. Raises ``ModelLoadError`` with a one-line message otherwise.
+    """
+    path = Path(path).expanduser()
+    fmt = _validate_file(path)
+    keras = import_keras()
+    objects = dict(custom_objects or {})
+    compile_config = read_compile_config(path)
+    notes: list[str] = []
+    if unsafe:
+        notes.append(
+            f"--unsafe: {path.name} was loaded with safe_mode=False, so any Python code stored in it (Lambda layers) "
+            "was deserialised and may have run. Use this only for files you trust."
+        )
+    kwargs: dict[str, Any] = {"custom_objects": objects, "safe_mode": not unsafe}
+    try:
+        model = keras.saving.load_model(path, compile=True, **kwargs)
+        missing = tuple(n for n in referenced_custom_names(compile_config, keras) if n not in objects)
+        return LoadedModel(model, path, fmt, compile_config, True, missing, objects, unsafe, notes)
+    except Exception as first:
+        _raise_if_unsafe_refused(first, path)
+        compile_error = first
+    # The architecture may be fine and only the loss/metrics unresolvable: retry without compiling.
+    try:
+        model = keras.saving.load_model(path, compile=False, **kwargs)
+    except Exception as exc:
+        _raise_if_unsafe_refused(exc, path)
+        raise ModelLoadError(_explain_failure(path, exc)) from None
+    missing = [n for n in referenced_custom_names(compile_config, keras) if n not in objects]
+    m = _MISSING_RE.search(str(compile_error))
+    if m and m.group(1) not in missing:
+        missing.insert(0, m.group(1))
+    if not missing:
+        notes.append(f"the compile configuration could not be restored ({type(compile_error).__name__}: {_first_line(compile_error)}); loss checks use the stored configuration only.")
+    log.info("loaded %s without its compile state: %s", path, _first_line(compile_error))
+    return LoadedModel(model, path, fmt, compile_config, False, tuple(missing), objects, unsafe, notes)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _raise_if_unsafe_refused(exc: BaseException, path: Path) -> None:
+    text = str(exc)
+    if "safe_mode" in text or "arbitrary code execution" in text:
+        what = "a Lambda layer holding Python code" if "Lambda" in text else "Python code (a lambda or bytecode)"
+        raise ModelLoadError(
+            f"{path}: contains {what}, which safe mode refuses to load because it could run arbitrary code; "
+            "if you trust this file, rerun with --unsafe (or replace the Lambda with a registered custom layer)."
+        ) from None
+
+
+def _explain_failure(path: Path, exc: BaseException) -> str:
+    text = _first_line(exc)
+    m = _MISSING_RE.search(str(exc)) or re.search(r"Unknown (?:layer|object)[^'\"]*['\"]([^'\"]+)['\"]", str(exc))
+    if m:
+        return (f"{path}: the architecture uses the custom object {m.group(1)!r}, which is not available; "
+                f"pass the Python file that defines it with --custom-objects FILE.py.")
+    return f"{path}: Keras could not load this model ({type(exc).__name__}: {text}); expected a model saved with model.save()."
+
+
+def _looks_like_loss_or_metric(fn: Any) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    return len(required) == 2 or (len(positional) >= 2 and positional[0].name in ("y_true", "y", "target", "gt", "true"))
+
+
+def custom_functions(loaded: LoadedModel) -> dict[str, tuple[Any, str]]:
+    """The custom losses and metrics to probe: ``name -> (callable, role)``.
+
+    Taken from the compiled model (its loss), the names in the compile config resolved through the
+    user's custom objects, and every (y_true, y_pred) function or Loss/Metric class the user's
+    ``--custom-objects`` files define. Factories such as ``dice_coef_fun(smooth=1)`` that return
+    such a function when called with their defaults are unwrapped.
+    """
+    keras = import_keras()
+    out: dict[str, tuple[Any, str]] = {}
+    seen: set[int] = set()
+
+    def add(name: str, obj: Any, role: str) -> None:
+        target = obj
+        if inspect.isclass(obj):
+            if issubclass(obj, (keras.losses.Loss, keras.metrics.Metric)) and not str(obj.__module__).startswith("keras"):
+                try:
+                    target = obj()
+                except Exception:
+                    return
+            else:
+                return
+        elif inspect.isfunction(obj) and not _looks_like_loss_or_metric(obj):
+            try:
+                sig = inspect.signature(obj)
+                if all(p.default is not p.empty for p in sig.parameters.values()):
+                    made = obj()
+                    if callable(made) and _looks_like_loss_or_metric(made):
+                        target = made
+                    else:
+                        return
+                else:
+                    return
+            except Exception:
+                return
+        elif not callable(obj):
+            return
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        out[name] = (target, role)
+
+    model_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
+    if model_loss is not None and not isinstance(model_loss, (str, dict, list)):
+        module = str(getattr(model_loss, "__module__", "") or type(model_loss).__module__)
+        if not _KERAS_MODULE.match(module):
+            add(getattr(model_loss, "__name__", type(model_loss).__name__), model_loss, "loss")
+    cc = loaded.compile_config or {}
+    for key, role in (("loss", "loss"), ("metrics", "metric"), ("weighted_metrics", "metric")):
+        for name in _function_names(cc.get(key)):
+            obj = loaded.custom_objects.get(name)
+            if obj is None:
+                obj = keras.saving.get_registered_object(name)
+                if obj is not None and _KERAS_MODULE.match(str(getattr(obj, "__module__", ""))):
+                    obj = None
+            if obj is not None:
+                add(name, obj, role)
+    for name, obj in loaded.custom_objects.items():
+        add(name, obj, "custom object")
+    return out
