@@ -154,6 +154,8 @@ class InferenceResult:
     output_resized: int = 0
     worst: list[WorstCase] = field(default_factory=list)
     input_std: float = float("nan")
+    mask_values: set[int] = field(default_factory=set)  # raw values of single-channel masks (capped)
+    mask_channels: int = 1
 
 
 def _thumb(a: np.ndarray) -> np.ndarray:
@@ -245,6 +247,10 @@ def run_inference(
             result.unreadable.append(f"{pair.image}: {exc}")
             done += 1
             continue
+        if mask.ndim == 2 and len(result.mask_values) < 1024:
+            result.mask_values.update(int(v) for v in np.unique(mask) if float(v).is_integer())
+        elif mask.ndim == 3:
+            result.mask_channels = int(mask.shape[2])
         x = fit_channels(image, spec.in_channels)
         x = scale_image(x, preprocess)
         labels = mask_labels(mask, k)

@@ -55,6 +55,8 @@ def quiet_tensorflow() -> None:
 def import_keras():
     """Import Keras on demand, quietly."""
     quiet_tensorflow()
+    if "keras" not in sys.modules:
+        _import_with_silent_stderr("keras")
     import keras
 
     try:
@@ -64,6 +66,29 @@ def import_keras():
     except ImportError:  # absl ships with TensorFlow; other backends do not need it
         pass
     return keras
+
+
+def _import_with_silent_stderr(name: str) -> None:
+    """Import a module while file descriptor 2 points to /dev/null.
+
+    TensorFlow's C++ runtime writes start-up notices (oneDNN, CUDA probing) to stderr before any
+    Python setting can silence them; they are not the user's problem. Python errors still propagate.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a real file (captured): nothing to hide
+        importlib.import_module(name)
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        importlib.import_module(name)
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dict[str, Any]:
@@ -246,7 +271,7 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
         )
     kwargs: dict[str, Any] = {"custom_objects": objects, "safe_mode": not unsafe}
     try:
-        model = keras.saving.load_model(path, compile=True, **kwargs)
+        model = _quiet_load(keras, path, compile=True, **kwargs)
         missing = tuple(n for n in referenced_custom_names(compile_config, keras) if n not in objects)
         return LoadedModel(model, path, fmt, compile_config, True, missing, objects, unsafe, notes)
     except Exception as first:
@@ -254,7 +279,7 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
         compile_error = first
     # The architecture may be fine and only the loss/metrics unresolvable: retry without compiling.
     try:
-        model = keras.saving.load_model(path, compile=False, **kwargs)
+        model = _quiet_load(keras, path, compile=False, **kwargs)
     except Exception as exc:
         _raise_if_unsafe_refused(exc, path)
         raise ModelLoadError(_explain_failure(path, exc)) from None
@@ -266,6 +291,18 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
         notes.append(f"the compile configuration could not be restored ({type(compile_error).__name__}: {_first_line(compile_error)}); loss checks use the stored configuration only.")
     log.info("loaded %s without its compile state: %s", path, _first_line(compile_error))
     return LoadedModel(model, path, fmt, compile_config, False, tuple(missing), objects, unsafe, notes)
+
+
+def _quiet_load(keras: Any, path: Path, **kwargs: Any) -> Any:
+    """``keras.saving.load_model`` with its Python warnings (optimizer state, ...) sent to the log, not the terminal."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.saving.load_model(path, **kwargs)
+    for w in caught:
+        log.info("keras: %s", str(w.message).strip().splitlines()[0] if str(w.message).strip() else w.category.__name__)
+    return model
 
 
 def _first_line(exc: BaseException) -> str:

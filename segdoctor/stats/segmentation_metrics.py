@@ -16,6 +16,9 @@ import numpy as np
 THRESHOLDS = 1.0 / (1.0 + np.exp(-np.linspace(-12.0, 12.0, 241)))
 THRESHOLDS[120] = 0.5
 
+#: a finer logit-spaced grid for the pooled ROC AUC (ties inside a bin count half, so finer is closer to exact)
+AUC_EDGES = 1.0 / (1.0 + np.exp(-np.linspace(-16.0, 16.0, 4001)))
+
 
 def dice_score(pred: np.ndarray, truth: np.ndarray, *, empty: float = 1.0) -> float:
     """Dice of two boolean maps, in [0, 1]; ``empty`` when both are empty (nothing to find, nothing found)."""
@@ -165,6 +168,10 @@ class BinaryAccumulator:
     _sum: np.ndarray | None = None
     _sumsq: np.ndarray | None = None
     _count: int = 0
+    _truth_sum: np.ndarray | None = None
+    _truth_sumsq: np.ndarray | None = None
+    auc_fg: np.ndarray = field(default_factory=lambda: np.zeros(AUC_EDGES.size + 1, np.int64))
+    auc_bg: np.ndarray = field(default_factory=lambda: np.zeros(AUC_EDGES.size + 1, np.int64))
 
     def add(self, name: str, prob: np.ndarray, truth: np.ndarray) -> None:
         p = np.asarray(prob, dtype=np.float32)
@@ -184,13 +191,20 @@ class BinaryAccumulator:
         fg, bg = threshold_histograms(p, t)
         self.fg_hists.append(fg)
         self.bg_hists.append(bg)
+        fg_fine, bg_fine = threshold_histograms(p, t, thresholds=AUC_EDGES)
+        self.auc_fg += fg_fine
+        self.auc_bg += bg_fine
         if self._shape is None:
             self._shape = p.shape
             self._sum = np.zeros(p.shape, np.float64)
             self._sumsq = np.zeros(p.shape, np.float64)
+            self._truth_sum = np.zeros(p.shape, np.float64)
+            self._truth_sumsq = np.zeros(p.shape, np.float64)
         if p.shape == self._shape:
             self._sum += p
             self._sumsq += p.astype(np.float64) ** 2
+            self._truth_sum += t
+            self._truth_sumsq += t
             self._count += 1
 
     def __len__(self) -> int:
@@ -226,9 +240,8 @@ class BinaryAccumulator:
         return rows.mean(axis=0)
 
     def auc(self) -> float:
-        if not self.fg_hists:
-            return float("nan")
-        return roc_auc_from_histograms(np.sum(self.fg_hists, axis=0), np.sum(self.bg_hists, axis=0))
+        """Pooled pixel ROC AUC over every image added (fine logit-spaced bins)."""
+        return roc_auc_from_histograms(self.auc_fg, self.auc_bg)
 
     def pooled_histograms(self) -> tuple[np.ndarray, np.ndarray]:
         return np.sum(self.fg_hists, axis=0), np.sum(self.bg_hists, axis=0)
@@ -237,9 +250,18 @@ class BinaryAccumulator:
         """Mean over pixels of the standard deviation of the probability across images (0 = same output for every input)."""
         if self._count < 2 or self._sum is None:
             return float("nan")
-        mean = self._sum / self._count
-        var = np.maximum(self._sumsq / self._count - mean**2, 0.0)
-        return float(np.sqrt(var).mean())
+        return _mean_std(self._sum, self._sumsq, self._count)
+
+    def truth_across_image_std(self) -> float:
+        """The same for the masks: how much a perfect model's output would change across these images."""
+        if self._count < 2 or self._truth_sum is None:
+            return float("nan")
+        return _mean_std(self._truth_sum, self._truth_sumsq, self._count)
+
+
+def _mean_std(total: np.ndarray, total_sq: np.ndarray, count: int) -> float:
+    mean = total / count
+    return float(np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)).mean())
 
 
 def best_threshold(curve: np.ndarray, *, thresholds: np.ndarray = THRESHOLDS) -> tuple[float, float]:

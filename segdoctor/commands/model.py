@@ -1,0 +1,490 @@
+"""``segdoctor check-model``: static checks on a Keras model file, and with ``--data`` its predictions on a dataset.
+
+With ``--data`` the dataset checks run on the same data and their findings join the report, so a blank
+prediction (SD501) sits next to the 0/255 masks or the imbalance (SD101, SD151) that explain it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segdoctor.errors import DatasetError, UsageError
+from segdoctor.findings import Figure, Finding, Section, Table
+from segdoctor.report.model import Report
+
+log = logging.getLogger(__name__)
+
+NAME = "check-model"
+HELP = "check a Keras model: head/loss compatibility, custom loss probes, and (with --data) its predictions"
+DESCRIPTION = """\
+Check a saved Keras model (.keras, or legacy .h5) for head/loss mismatches, broken weights and
+defective custom Dice/IoU functions; with --data, run it on the dataset and diagnose blank
+predictions, Dice collapse, threshold calibration and input scaling.
+
+Loading uses Keras safe mode: a model holding Python code (Lambda layers) is refused unless you
+pass --unsafe for a file you trust. Custom losses, metrics and layers load from --custom-objects.
+
+examples:
+  segdoctor check-model unet.keras
+  segdoctor check-model unet.keras --data data/ --custom-objects losses.py
+  segdoctor check-model unet.keras --data data/ --preprocess unit --threshold 0.5 --json report.json
+"""
+
+#: images scored under every input scaling to choose (auto) or question (SD507) the preprocessing
+PROBE_IMAGES = 16
+PROGRESS = Callable[[int, int, str], None]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from segdoctor.io.inference import PREPROCESS_MODES
+
+    p.add_argument("model", metavar="MODEL", help="the model file (.keras, or legacy .h5)")
+    p.add_argument("--data", metavar="DIR", help="run the model on this dataset (image/mask pairs) and check the predictions")
+    p.add_argument("--history", metavar="FILE", help="also check the training log (History JSON, CSVLogger CSV, TensorBoard dir)")
+    p.add_argument("--custom-objects", action="append", default=[], metavar="FILE.py",
+                   help="a Python file defining the model's custom losses, metrics or layers (repeatable)")
+    p.add_argument("--preprocess", choices=PREPROCESS_MODES, default="auto",
+                   help="input scaling: none (raw), unit (/type max), symmetric ([-1,1]), standardize (per image); "
+                        "auto decides from the model and the data (default)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="T", help="foreground probability threshold (default 0.5)")
+    p.add_argument("--sample", type=int, metavar="N", help="evaluate a seeded random sample of N pairs")
+    p.add_argument("--batch-size", type=int, default=8, metavar="B", help="inference batch size (default 8)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load with safe_mode=False (runs Python code stored in the file, e.g. Lambda layers); only for files you trust")
+    g = p.add_argument_group("dataset layout (as in check-data)")
+    g.add_argument("--images", metavar="DIR", help="folder of images (default: discovered under --data)")
+    g.add_argument("--masks", metavar="DIR", help="folder of masks (default: discovered under --data)")
+    g.add_argument("--mask-pattern", metavar="PATTERN", help="mask file name for an image stem, e.g. '{stem}_mask.png'")
+    g.add_argument("--num-classes", type=int, metavar="K", help="number of classes including background")
+
+
+def run(args: argparse.Namespace, progress: PROGRESS | None = None) -> Report:
+    from segdoctor.registry import split_patterns
+
+    return check_model(
+        args.model,
+        data=args.data,
+        history=args.history,
+        custom_objects=args.custom_objects or (),
+        preprocess=args.preprocess,
+        threshold=args.threshold,
+        sample=args.sample,
+        batch_size=args.batch_size,
+        unsafe=args.unsafe,
+        images=args.images,
+        masks=args.masks,
+        mask_pattern=args.mask_pattern,
+        num_classes=args.num_classes,
+        select=split_patterns(args.select),
+        ignore=split_patterns(args.ignore),
+        progress=progress,
+    )
+
+
+@dataclass(frozen=True)
+class _Pair:
+    image: Path
+    mask: Path
+    split: str | None = None
+
+
+_IMAGE_DIRS = ("images", "image", "imgs", "img", "x")
+_MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gt", "y")
+
+
+def _fallback_pairs(root: Path, images: str | None, masks: str | None, mask_pattern: str | None) -> list[_Pair]:
+    """Pair images and masks by stem when the dataset module is not installed (images/ + masks/ layouts)."""
+    from segdoctor.io.readers import IMAGE_EXTENSIONS
+
+    def find(names: Sequence[str]) -> Path | None:
+        for n in names:
+            for cand in (root / n, *(d / n for d in sorted(root.iterdir()) if d.is_dir())):
+                if cand.is_dir():
+                    return cand
+        return None
+
+    img_dir = Path(images) if images else find(_IMAGE_DIRS)
+    mask_dir = Path(masks) if masks else find(_MASK_DIRS)
+    if img_dir is None or mask_dir is None:
+        raise DatasetError(f"{root}: found no images/ and masks/ folders; expected e.g. {root}/images/a.png with {root}/masks/a.png, or pass --images and --masks.")
+    files = lambda d: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)  # noqa: E731
+    by_stem = {f.stem: f for f in files(mask_dir)}
+    pairs = []
+    for f in files(img_dir):
+        if mask_pattern:
+            m = mask_dir / mask_pattern.format(stem=f.stem)
+            m = m if m.exists() else None
+        else:
+            m = by_stem.get(f.stem) or by_stem.get(f"{f.stem}_mask")
+        if m is not None:
+            pairs.append(_Pair(f, m))
+    if not pairs:
+        raise DatasetError(f"{root}: no image in {img_dir} has a mask with the same stem in {mask_dir}; expected e.g. {img_dir.name}/a.png with {mask_dir.name}/a.png.")
+    return pairs
+
+
+def discover_pairs(root: str | Path, *, images: str | None = None, masks: str | None = None, mask_pattern: str | None = None) -> list[Any]:
+    """Image/mask pairs under ``root``, paired by the dataset module when it is installed."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"--data {root}: no such folder; expected a dataset folder with images and masks.")
+    try:
+        from segdoctor.io.dataset import discover_dataset
+    except ImportError:
+        return _fallback_pairs(root, images, masks, mask_pattern)
+    ds = discover_dataset(root, images=images, masks=masks, mask_pattern=mask_pattern)
+    pairs = [p for p in ds.pairs if getattr(p, "image", None) is not None and getattr(p, "mask", None) is not None]
+    if not pairs:
+        raise DatasetError(f"{root}: no image/mask pairs found; expected images with masks of the same stem (see segdoctor check-data).")
+    return pairs
+
+
+def _data_num_classes(values: set[int], declared: int | None) -> tuple[int | None, tuple[int, ...]]:
+    ids = tuple(sorted(values))
+    if declared:
+        return declared, ids
+    if not ids:
+        return None, ids
+    if set(ids) <= {0, 1} or set(ids) <= {0, 255} or len(ids) <= 2:
+        return 2, ids
+    core = [v for v in ids if v != 255]  # 255 is the usual void/ignore label
+    if core and max(core) < 256 and len(core) <= 64:
+        return max(core) + 1, ids
+    return None, ids
+
+
+def _choose_preprocess(mode: str, spec: Any, pairs: Sequence[Any]) -> tuple[str, str]:
+    """The scaling to use and why. Auto: none when the model rescales its own input, else from the image type."""
+    if mode != "auto":
+        return mode, "chosen with --preprocess"
+    if spec.input_scaling:
+        return "none", f"the model starts with {spec.input_scaling}, so it takes raw pixel values"
+    from segdoctor.io.readers import UnreadableFile, read_file
+
+    for pair in pairs[:4]:
+        try:
+            a = read_file(pair.image).array
+        except (UnreadableFile, OSError):
+            continue
+        if a.dtype.kind in "ui":
+            return "unit", f"{a.dtype} images and no Rescaling layer in the model: divided by {int(np.iinfo(a.dtype).max)}"
+        if float(np.nanmin(a)) >= 0 and float(np.nanmax(a)) <= 1:
+            return "none", "float images already in [0, 1]"
+        return "standardize", "float images outside [0, 1]: standardised per image"
+    return "unit", "default"
+
+
+def _score_candidates(model: Any, spec: Any, pairs: Sequence[Any], *, threshold: float, batch_size: int,
+                      num_classes: int | None) -> dict[str, float]:
+    from segdoctor.io.inference import CANDIDATE_MODES, run_inference
+
+    out = {}
+    subset = list(pairs[:PROBE_IMAGES])
+    for mode in CANDIDATE_MODES:
+        res = run_inference(model, spec, subset, preprocess=mode, threshold=threshold, batch_size=batch_size,
+                            num_classes=num_classes, keep_worst=0)
+        a = res.binary.arrays()
+        has = a["true_fg"] > 0
+        out[mode] = float(a["dice"][has].mean()) if has.any() else float("nan")
+    return out
+
+
+def check_model(
+    path: str | Path,
+    *,
+    data: str | Path | None = None,
+    history: str | Path | None = None,
+    custom_objects: Sequence[str | Path] = (),
+    preprocess: str = "auto",
+    threshold: float = 0.5,
+    sample: int | None = None,
+    batch_size: int = 8,
+    unsafe: bool = False,
+    images: str | None = None,
+    masks: str | None = None,
+    mask_pattern: str | None = None,
+    num_classes: int | None = None,
+    select: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    progress: PROGRESS | None = None,
+) -> Report:
+    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report."""
+    from segdoctor.checks.model import ModelContext
+    from segdoctor.checks.predictions import PredictionContext
+    from segdoctor.io.inference import PREPROCESS_MODES, evaluate_function, run_inference
+    from segdoctor.io.model import custom_functions, load_custom_objects, load_model
+    from segdoctor.io.model_spec import describe_model
+    from segdoctor.registry import select_checks
+    from segdoctor.runner import run_checks
+
+    if not 0.0 < threshold < 1.0:
+        raise UsageError(f"--threshold {threshold}: expected a probability strictly between 0 and 1.")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: expected a positive number of images.")
+    if sample is not None and sample < 1:
+        raise UsageError(f"--sample {sample}: expected a positive number of pairs.")
+    if num_classes is not None and num_classes < 1:
+        raise UsageError(f"--num-classes {num_classes}: expected the number of classes including background (2 for binary).")
+    if preprocess not in PREPROCESS_MODES:
+        raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESS_MODES)}.")
+    history_module = _history_module() if history is not None else None
+    model_checks = select_checks(["model"], select, ignore)
+    prediction_checks = select_checks(["predictions"], select, ignore)
+
+    objects = load_custom_objects(list(custom_objects))
+    loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
+    spec = describe_model(loaded)
+    report = Report(command=NAME, target=str(path))
+    report.notes.extend(loaded.notes)
+    report.facts.update({"model": Path(path).name, "output_shape": str(spec.output_shape), "head": spec.head_activation})
+
+    data_findings: list[Finding] = []
+    pairs: list[Any] = []
+    if data is not None:
+        pairs = discover_pairs(data, images=images, masks=masks, mask_pattern=mask_pattern)
+        n_all = len(pairs)
+        if sample is not None and sample < n_all:
+            idx = np.sort(np.random.default_rng(0).choice(n_all, size=sample, replace=False))
+            pairs = [pairs[i] for i in idx]
+        report.facts.update({"pairs_found": n_all, "pairs_evaluated": len(pairs)})
+        data_report = _data_report(data, images=images, masks=masks, mask_pattern=mask_pattern, num_classes=num_classes,
+                                   select=select, ignore=ignore, sample=sample, progress=progress)
+        if data_report is None:
+            report.notes.append("The dataset checks (check-data) are not available in this installation; only the model and its predictions were checked.")
+        else:
+            data_findings = list(data_report.findings)
+            report.add(data_report.findings, data_report.checks)
+            report.sections.extend(data_report.sections)
+
+    result = None
+    candidate: dict[str, float] = {}
+    mode_used, reason = preprocess, ""
+    if pairs:
+        mode_used, reason = _choose_preprocess(preprocess, spec, pairs)
+        if preprocess != "auto" or not spec.input_scaling:
+            candidate = _score_candidates(loaded.model, spec, pairs, threshold=threshold, batch_size=batch_size, num_classes=num_classes)
+            if preprocess == "auto":
+                best = max((m for m in candidate if np.isfinite(candidate[m])), key=lambda m: candidate[m], default=None)
+                cur = candidate.get(mode_used, float("nan"))
+                if best and best != mode_used and np.isfinite(cur) and candidate[best] >= cur + 0.1 and candidate[best] >= 1.5 * cur:
+                    reason = (f"'{mode_used}' was the default guess ({reason}), but '{best}' scores mean Dice {candidate[best]:.3f} "
+                              f"against {cur:.3f} on {min(PROBE_IMAGES, len(pairs))} images, so '{best}' was used")
+                    mode_used = best
+        result = run_inference(loaded.model, spec, pairs, preprocess=mode_used, threshold=threshold, batch_size=batch_size,
+                               num_classes=num_classes, progress=progress)
+        if len(result.binary) == 0:
+            raise DatasetError(f"{data}: none of the {len(pairs)} pairs could be read; expected image and mask files (see segdoctor check-data).")
+
+    k, ids = _data_num_classes(result.mask_values if result else set(), num_classes)
+    mctx = ModelContext(
+        loaded=loaded, spec=spec, functions=custom_functions(loaded),
+        data_num_classes=k if (result is not None or num_classes) else None, data_class_ids=ids,
+        data_num_classes_declared=bool(num_classes), data_mask_channels=result.mask_channels if result else None,
+        evaluate=evaluate_function,
+    )
+    model_findings, statuses = run_checks(model_checks, {"model": mctx})
+    report.add(model_findings, statuses)
+
+    if result is not None:
+        pctx = PredictionContext(spec=spec, result=result, threshold=threshold, preprocess=mode_used,
+                                 preprocess_fixed=preprocess != "auto", candidate_dice=candidate,
+                                 other_findings=[*model_findings, *data_findings])
+        pred_findings, pstatuses = run_checks(prediction_checks, {"predictions": pctx})
+        report.add(pred_findings, pstatuses)
+        report.facts.update({"mean_dice": round(pctx.mean_dice, 4), "preprocess": mode_used})
+        report.sections.insert(0, _predictions_section(pctx, reason, candidate))
+    else:
+        report.add([], [_skipped(c) for c in prediction_checks])
+    report.sections.insert(0, _model_section(loaded, spec))
+
+    if history_module is not None:
+        hist = history_module.check_history(history)
+        report.add(hist.findings, hist.checks)
+        report.sections.extend(hist.sections)
+        report.notes.extend(getattr(hist, "notes", []))
+    return report
+
+
+def _skipped(cls: Any) -> Any:
+    from segdoctor.runner import CheckStatus
+
+    return CheckStatus(cls.code, cls.name, "skipped", 0.0, "needs --data")
+
+
+def _history_module() -> Any:
+    try:
+        from segdoctor.commands import history as module  # type: ignore[attr-defined]
+    except ImportError:
+        raise UsageError("--history: the training-log checks (segdoctor.commands.history) are not part of this installation; "
+                         "run check-model without --history.") from None
+    if not hasattr(module, "check_history"):
+        raise UsageError("--history: segdoctor.commands.history has no check_history(path); expected the check-history command module.")
+    return module
+
+
+def _data_report(data: Any, **kwargs: Any) -> Report | None:
+    try:
+        from segdoctor.commands.data import check_data
+    except ImportError:
+        log.info("segdoctor.commands.data is not installed: skipping the dataset checks")
+        return None
+    return check_data(data, images=kwargs["images"], masks=kwargs["masks"], mask_pattern=kwargs["mask_pattern"],
+                      num_classes=kwargs["num_classes"], select=tuple(kwargs["select"]), ignore=tuple(kwargs["ignore"]),
+                      sample=kwargs["sample"], progress=kwargs["progress"])
+
+
+# --- report sections ------------------------------------------------------------------------------
+
+def _model_section(loaded: Any, spec: Any) -> Section:
+    loss = spec.loss
+    facts: list[tuple[str, Any]] = [
+        ("file", str(loaded.path)),
+        ("format", ".keras" if loaded.format == "keras" else "legacy .h5"),
+        ("input shape", str(spec.input_shape)),
+        ("output shape", str(spec.output_shape)),
+        ("head activation", f"{spec.head_activation} (layer '{spec.head_layer}')"),
+        ("loss", "not compiled" if loss is None else f"{loss.name}" + ("" if loss.from_logits is None else f" (from_logits={loss.from_logits})")),
+        ("metrics", ", ".join(spec.metric_names) or "none"),
+        ("optimizer", spec.optimizer or "none saved"),
+        ("learning rate", "unknown" if spec.learning_rate is None else f"{spec.learning_rate:g}" + (f" ({spec.lr_schedule})" if spec.lr_schedule else "")),
+        ("input scaling inside the model", spec.input_scaling or "none"),
+        ("parameters", spec.n_params),
+        ("layers", spec.n_layers),
+        ("compile state restored", loaded.compiled),
+    ]
+    if loaded.custom_objects:
+        facts.append(("custom objects loaded", ", ".join(sorted(loaded.custom_objects))))
+    if loaded.missing_objects:
+        facts.append(("custom objects missing", ", ".join(loaded.missing_objects)))
+    return Section(title="Model", text=f"{spec.name}: {spec.n_params:,} parameters.", facts=tuple(facts))
+
+
+def _rebin(hist: np.ndarray, bins: int = 50) -> np.ndarray:
+    """Fold counts on the logit-spaced threshold grid into equal-width probability bins (by bin centre)."""
+    from segdoctor.stats.segmentation_metrics import THRESHOLDS
+
+    edges = np.concatenate(([0.0], THRESHOLDS, [1.0]))
+    centres = (edges[:-1] + edges[1:]) / 2
+    idx = np.minimum((centres * bins).astype(int), bins - 1)
+    return np.bincount(idx, weights=hist, minlength=bins)
+
+
+def _overlay(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """True positives green, false positives red, missed foreground blue, on black."""
+    out = np.zeros((*truth.shape, 3), np.uint8)
+    out[truth & pred] = (60, 180, 75)
+    out[~truth & pred] = (230, 25, 75)
+    out[truth & ~pred] = (0, 130, 200)
+    return out
+
+
+def _predictions_section(ctx: Any, reason: str, candidate: dict[str, float]) -> Section:
+    from segdoctor.io.inference import type_max
+    from segdoctor.stats.segmentation_metrics import THRESHOLDS, best_threshold
+
+    a, res = ctx.a, ctx.result
+    has = ctx.has_fg
+    t_best, d_best = best_threshold(ctx.curve) if has.any() else (float("nan"), float("nan"))
+    d_rank = float(a["rank_dice"][has].mean()) if has.any() else float("nan")
+    text = [f"{ctx.n} image(s) evaluated with preprocessing '{ctx.preprocess}' ({reason}) at threshold {ctx.threshold:g}."]
+    if res.n_resized:
+        h, w = ctx.spec.input_size
+        text.append(f"{res.n_resized} image(s) were resized from e.g. {res.resized_from[0]}x{res.resized_from[1]} to the model's input "
+                    f"{h}x{w} (images bilinear, masks nearest-neighbour); metrics are computed at {h}x{w}.")
+    if res.output_resized:
+        text.append(f"{res.output_resized} output map(s) did not match the input size and were resized bilinearly to the mask.")
+    if res.squashed_with:
+        text.append(f"The head outputs logits; {res.squashed_with} was applied to get probabilities.")
+    if res.n_unreadable:
+        text.append(f"{res.n_unreadable} pair(s) could not be read and were skipped.")
+    facts: list[tuple[str, Any]] = [
+        (f"mean Dice at {ctx.threshold:g}", round(ctx.mean_dice, 4)),
+        ("best global threshold", round(t_best, 4)),
+        ("mean Dice at best threshold", round(d_best, 4)),
+        ("mean Dice, rank-based decoding", round(d_rank, 4)),
+        ("mean IoU", round(float(a["iou"][has].mean()), 4) if has.any() else float("nan")),
+        ("pixel accuracy", round(float((a["tp"].sum() + a["tn"].sum()) / max(a["n_pixels"].sum(), 1)), 4)),
+        ("pixel ROC AUC", round(ctx.auc, 4)),
+        ("true foreground share", round(ctx.true_share, 5)),
+        ("predicted foreground share", round(ctx.pred_share, 5)),
+        ("images with foreground", int(has.sum())),
+    ]
+    for m, d in candidate.items():
+        facts.append((f"mean Dice with preprocessing '{m}' (first {min(PROBE_IMAGES, ctx.n)} images)", round(d, 4)))
+    tables = [_class_table(ctx)]
+    figures = []
+    fg_h, bg_h = res.binary.pooled_histograms()
+    edges = np.linspace(0, 1, 51).tolist()
+    fg_r, bg_r = _rebin(fg_h), _rebin(bg_h)
+    figures.append(Figure(
+        kind="histogram", title="Predicted foreground probability: foreground vs background pixels",
+        data={"series": [{"label": "foreground pixels", "edges": edges, "counts": (fg_r / max(fg_r.sum(), 1)).tolist()},
+                         {"label": "background pixels", "edges": edges, "counts": (bg_r / max(bg_r.sum(), 1)).tolist()}],
+              "xlabel": "predicted probability", "ylabel": "share of pixels", "log": True,
+              "vlines": [{"x": ctx.threshold, "label": f"threshold {ctx.threshold:g}"}]},
+        caption="Well-separated peaks near 0 and 1 mean a confident model; foreground pixels piled near 0 mean blank predictions."))
+    if has.any():
+        figures.append(Figure(
+            kind="lines", title="Mean per-image Dice vs threshold",
+            data={"x": THRESHOLDS.tolist(),
+                  "series": [{"label": "global threshold", "y": np.nan_to_num(ctx.curve).tolist()},
+                             {"label": f"rank-based decoding ({d_rank:.3f})", "y": [d_rank] * len(THRESHOLDS), "style": "--"}],
+                  "vlines": [{"x": ctx.threshold, "label": f"used {ctx.threshold:g}: {ctx.mean_dice:.3f}"},
+                             {"x": t_best, "label": f"best {t_best:.3g}: {d_best:.3f}"}],
+                  "xlabel": "threshold", "ylabel": "mean Dice"},
+            caption="The three decodings of SD504: the threshold used, the best global threshold, and per-image rank-based selection."))
+    if res.worst:
+        rows = []
+        for w in res.worst:
+            pred = w.prob >= ctx.threshold
+            truth = w.truth > 0
+            image = w.image.astype(np.float32) / type_max(w.image)
+            rows.append({"caption": f"{Path(w.name).name}: Dice {w.dice:.3f}", "panels": [
+                {"title": "image", "array": image if image.ndim == 2 else image[..., :3], "cmap": "gray"},
+                {"title": "ground truth", "array": truth.astype(np.uint8), "cmap": "gray", "vmin": 0, "vmax": 1},
+                {"title": "probability", "array": w.prob, "cmap": "viridis", "vmin": 0, "vmax": 1},
+                {"title": "overlay (TP green, FP red, FN blue)", "array": _overlay(truth, pred)},
+            ]})
+        figures.append(Figure(kind="arrays", title="Worst images by Dice", data={"rows": rows},
+                              caption="The images with the lowest Dice among those whose mask has foreground."))
+    return Section(title="Predictions on the data", text=" ".join(text), tables=tuple(tables), figures=tuple(figures), facts=tuple(facts))
+
+
+def _class_table(ctx: Any) -> Table:
+    a = ctx.a
+    mc = ctx.result.multiclass
+    if mc is not None and len(mc):
+        pc = mc.per_class()
+        total = max(pc["true"].sum(), 1)
+        rows = []
+        for c in range(pc["true"].shape[1]):
+            present = pc["true"][:, c] > 0
+            dice = float(np.nanmean(pc["dice"][present, c])) if present.any() else float("nan")
+            iou = float(np.nanmean(pc["iou"][present, c])) if present.any() else float("nan")
+            rows.append((c, int(present.sum()), round(float(pc["true"][:, c].sum() / total), 5),
+                         round(float(pc["pred"][:, c].sum() / total), 5), round(dice, 4), round(iou, 4)))
+        return Table(title="Per class (argmax decoding)", columns=("class", "images containing", "true share", "predicted share", "mean Dice", "mean IoU"),
+                     rows=tuple(rows), caption="Dice and IoU are averaged over the images that contain the class.")
+    has = a["true_fg"] > 0
+    n_pix = max(a["n_pixels"].sum(), 1)
+    bg_tp, bg_fp, bg_fn = a["tn"], a["fn"], a["fp"]
+    from segdoctor.stats.segmentation_metrics import dice_from_counts, iou_from_counts
+
+    bg_dice = dice_from_counts(bg_tp, bg_fp, bg_fn)
+    bg_iou = iou_from_counts(bg_tp, bg_fp, bg_fn)
+    rows = (
+        (0, int((a["true_fg"] < a["n_pixels"]).sum()), round(1 - ctx.true_share, 5), round(1 - ctx.pred_share, 5),
+         round(float(bg_dice.mean()), 4), round(float(bg_iou.mean()), 4)),
+        (1, int(has.sum()), round(float(a["true_fg"].sum() / n_pix), 5), round(float(a["pred_fg"].sum() / n_pix), 5),
+         round(float(a["dice"][has].mean()), 4) if has.any() else float("nan"),
+         round(float(a["iou"][has].mean()), 4) if has.any() else float("nan")),
+    )
+    return Table(title=f"Per class (threshold {ctx.threshold:g})", columns=("class", "images containing", "true share", "predicted share", "mean Dice", "mean IoU"),
+                 rows=rows, caption="Class 0 is background, class 1 foreground; Dice and IoU are averaged over the images containing the class.")
