@@ -65,6 +65,20 @@ def _loss_describe(loss: Any) -> str:
     return f"{loss.name}{logits}"
 
 
+def _keras3_recovers_logits(ctx: ModelContext) -> bool:
+    """Keras 3 (TensorFlow backend) passes the pre-activation logits to a from_logits=True loss when the
+    model's output *is* the sigmoid/softmax activation; a reshape or other layer after it hides them."""
+    version = str(getattr(ctx.loaded, "keras_version", "") or "")
+    if not version.startswith("3"):
+        return False
+    model = ctx.loaded.model
+    try:
+        out_layer = model.outputs[0]._keras_history[0]
+    except Exception:
+        return False
+    return getattr(out_layer, "name", None) == ctx.spec.head_layer
+
+
 @register
 class SoftmaxSingleChannel(Check):
     """Softmax over an axis of size 1: the output is always exactly 1.0.
@@ -132,12 +146,17 @@ class ActivationLossMismatch(Check):
         ev = {"head_activation": act, "head_layer": s.head_layer, "output_channels": c, "loss": _loss_describe(loss)}
         cls = {"binary_ce": "BinaryCrossentropy", "categorical_ce": "CategoricalCrossentropy", "sparse_ce": "SparseCategoricalCrossentropy"}[loss.family]
         if loss.from_logits and act in _BOUNDED:
+            recovered = _keras3_recovers_logits(ctx)
             yield self.finding(
-                title=f"{loss.name}(from_logits=True) after a {act} output: the loss squashes the probabilities a second time",
+                severity=Severity.WARNING if recovered else Severity.ERROR,
+                title=(f"{loss.name}(from_logits=True) after a {act} output: only Keras 3 on TensorFlow undoes the double {act}"
+                       if recovered else f"{loss.name}(from_logits=True) after a {act} output: the loss squashes the probabilities a second time"),
                 evidence=ev,
                 why=f"from_logits=True applies {'sigmoid' if loss.family == 'binary_ce' else 'softmax'} inside the loss; fed {act} "
                     "outputs in [0, 1] it sees nearly flat logits, so gradients shrink and predictions drift to the prior.",
-                fix="Keep the head and compile with from_logits=False (or remove the head activation and keep from_logits=True).",
+                fix="Keep the head and compile with from_logits=False (or remove the head activation and keep from_logits=True)."
+                    + (" Keras 3 on TensorFlow detects this case and recovers the logits (with a warning), so this file trained correctly there, "
+                       "but the same code applies the activation twice under Keras 2, JAX or PyTorch." if recovered else ""),
                 snippet=compile_line(s, f"keras.losses.{cls}(from_logits=False)"),
             )
             return
@@ -398,7 +417,9 @@ class LossFunctionDefect(Check):
     Defects: NaN/Inf; a wrong prediction scoring as well as the perfect one; all-background ranked at
     least as well as half found; for overlap scores (names with dice/iou/jaccard/f1/tversky), a perfect
     prediction below Dice 0.9, an all-background prediction at or above 0.5, values outside [0, 1], and
-    a reference-0 probe on empty/tiny masks at or above 0.5 (smooth term).
+    a reference-0 probe on empty/tiny masks at or above 0.5 (smooth term). A metric that pools pixels
+    over the batch (one large object found, three small ones missed scoring 0.5 above the per-image
+    Dice of 0.25) is a warning only: it misleads as a reported number, but is a valid loss design.
     """
 
     code = "SD407"
@@ -458,6 +479,7 @@ class LossFunctionDefect(Check):
                 + (f" On these probes it equals {' or '.join(verdict.matches[:2])}." if verdict.matches else ""),
                 fix=f"Replace '{name}' with a per-image Dice over the spatial axes (1, 2){' of the foreground classes' if c > 1 else ''}.",
                 snippet=snippet,
+                severity=Severity.WARNING if verdict.only_batch_pooled else Severity.ERROR,
             )
 
 

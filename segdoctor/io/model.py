@@ -44,6 +44,7 @@ class LoadedModel:
     custom_objects: dict[str, Any] = field(default_factory=dict)
     unsafe: bool = False
     notes: list[str] = field(default_factory=list)
+    keras_version: str | None = None  # the Keras version that saved the file, when recorded
 
 
 def quiet_tensorflow() -> None:
@@ -161,6 +162,23 @@ def read_compile_config(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def saved_keras_version(path: Path) -> str | None:
+    """The Keras version recorded in the file (metadata.json of a .keras zip, the keras_version attribute of an .h5)."""
+    try:
+        if _sniff(path) == "zip":
+            with zipfile.ZipFile(path) as zf:
+                return str(json.loads(zf.read("metadata.json")).get("keras_version") or "") or None
+        if _sniff(path) == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as fh:
+                v = fh.attrs.get("keras_version")
+            return (v.decode() if isinstance(v, bytes) else str(v)) if v is not None else None
+    except Exception:
+        return None
+    return None
+
+
 def _validate_file(path: Path) -> str:
     """Check the file before Keras sees it, so every failure has a one-line explanation."""
     if not path.exists():
@@ -273,7 +291,7 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
     try:
         model = _quiet_load(keras, path, compile=True, **kwargs)
         missing = tuple(n for n in referenced_custom_names(compile_config, keras) if n not in objects)
-        return LoadedModel(model, path, fmt, compile_config, True, missing, objects, unsafe, notes)
+        return LoadedModel(model, path, fmt, compile_config, True, missing, objects, unsafe, notes, saved_keras_version(path))
     except Exception as first:
         _raise_if_unsafe_refused(first, path)
         compile_error = first
@@ -290,7 +308,7 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
     if not missing:
         notes.append(f"the compile configuration could not be restored ({type(compile_error).__name__}: {_first_line(compile_error)}); loss checks use the stored configuration only.")
     log.info("loaded %s without its compile state: %s", path, _first_line(compile_error))
-    return LoadedModel(model, path, fmt, compile_config, False, tuple(missing), objects, unsafe, notes)
+    return LoadedModel(model, path, fmt, compile_config, False, tuple(missing), objects, unsafe, notes, saved_keras_version(path))
 
 
 def _quiet_load(keras: Any, path: Path, **kwargs: Any) -> Any:

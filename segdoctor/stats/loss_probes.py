@@ -156,6 +156,11 @@ class ProbeVerdict:
     def defective(self) -> bool:
         return bool(self.defects)
 
+    @property
+    def only_batch_pooled(self) -> bool:
+        """The one defect is pooling over the batch: misleading for reporting, not wrong to optimise."""
+        return bool(self.kinds) and set(self.kinds) == {"batch-pooled"}
+
 
 def judge(name: str, values: dict[str, float], probes: list[Probe], channels: int,
           *, variants: dict[str, dict[str, float]] | None = None, declared_kind: str | None = None) -> ProbeVerdict:
@@ -239,7 +244,8 @@ def judge(name: str, values: dict[str, float], probes: list[Probe], channels: in
         )
         verdict.kinds.append("smooth-dominates")
     pooled = sim.get("big_found_small_missed")
-    if pooled is not None and pooled - refs["big_found_small_missed"] >= ZERO_MAX:
+    # pooling over the batch is a legitimate loss design (stable gradients); it only misleads as a reported metric
+    if kind == "metric" and pooled is not None and pooled - refs["big_found_small_missed"] >= ZERO_MAX:
         verdict.defects.append(
             f"pools pixels over the batch: one large object found and three small ones missed scores {pooled:.3f} "
             f"where the per-image Dice is {refs['big_found_small_missed']:.2f}"
