@@ -237,7 +237,20 @@ def judge(name: str, values: dict[str, float], probes: list[Probe], channels: in
             "background pixels or the background channel dominate"
         )
         verdict.kinds.append("background-dominated")
+    fitted = _fit_smooth(sim, probes, channels) if "background-dominated" in verdict.kinds else None
+    if fitted is not None:
+        # a correct per-image Dice whose smooth term is as large as the objects: the smooth, not the background, is at fault
+        keep = [(k, d) for k, d in zip(verdict.kinds, verdict.defects) if k != "background-dominated"]
+        verdict.kinds = [k for k, _ in keep]
+        verdict.defects = [d for _, d in keep]
+        verdict.defects.append(
+            f"the smooth term dominates: the values match a per-image Dice with smooth = {fitted:.3g}, so predicting nothing on "
+            f"sparse masks already scores {sim['all_background']:.3f} (reference 0)"
+        )
+        verdict.kinds.append("smooth-dominates")
     smooth_hits = [p for p in ("empty_false_positive", "tiny_missed") if p in sim and sim[p] >= ZERO_MAX]
+    if fitted is not None:
+        smooth_hits = []
     if smooth_hits and sim.get("all_background", 1.0) < ZERO_MAX:
         verdict.defects.append(
             "the smooth term dominates: " + ", ".join(f"'{refs_desc(probes, p)}' scores {sim[p]:.3f} (reference 0)" for p in smooth_hits)
@@ -245,7 +258,7 @@ def judge(name: str, values: dict[str, float], probes: list[Probe], channels: in
         verdict.kinds.append("smooth-dominates")
     pooled = sim.get("big_found_small_missed")
     # pooling over the batch is a legitimate loss design (stable gradients); it only misleads as a reported metric
-    if kind == "metric" and pooled is not None and pooled - refs["big_found_small_missed"] >= ZERO_MAX:
+    if kind == "metric" and fitted is None and pooled is not None and pooled - refs["big_found_small_missed"] >= ZERO_MAX:
         verdict.defects.append(
             f"pools pixels over the batch: one large object found and three small ones missed scores {pooled:.3f} "
             f"where the per-image Dice is {refs['big_found_small_missed']:.2f}"
@@ -261,6 +274,25 @@ def judge(name: str, values: dict[str, float], probes: list[Probe], channels: in
             if diffs and max(diffs) < 0.02:
                 verdict.matches.append(label)
     return verdict
+
+
+def _per_image_dice(y_true: np.ndarray, y_pred: np.ndarray, smooth: float) -> float:
+    t, p = y_true.astype(np.float64), y_pred.astype(np.float64)
+    d = (2 * (t * p).sum(axis=(1, 2)) + smooth) / (t.sum(axis=(1, 2)) + p.sum(axis=(1, 2)) + smooth)
+    return float((d if d.shape[-1] == 1 else d[:, 1:]).mean())
+
+
+def _fit_smooth(sim: dict[str, float], probes: list[Probe], channels: int) -> float | None:
+    """The smooth term s for which a per-image spatial Dice reproduces ``sim`` on every probe, if any (s >= 1)."""
+    encoded = {p.name: (encode(p.y_true_ids, channels), encode(p.y_pred_ids, channels)) for p in probes if p.name in sim}
+    if "all_background" not in encoded:
+        return None
+    target = sim["all_background"]
+    grid = np.logspace(0, 5, 101)
+    values = np.array([_per_image_dice(*encoded["all_background"], s) for s in grid])
+    s_hat = float(grid[int(np.argmin(np.abs(values - target)))])
+    diffs = [abs(_per_image_dice(t, p, s_hat) - sim[name]) for name, (t, p) in encoded.items()]
+    return s_hat if max(diffs) < 0.03 else None
 
 
 def refs_desc(probes: list[Probe], name: str) -> str:
