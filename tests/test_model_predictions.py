@@ -1,0 +1,117 @@
+"""Prediction checks SD501-SD508 on hand-set intensity models over generated datasets (no training needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from segdoctor.findings import Severity
+from tests.model_helpers import intensity_model, make_dataset, three_class_model
+
+# sigmoid(w * x + b) on x = intensity / 255: bright objects at 0.78, background at 0.2
+HEALTHY = dict(w=20.0, b=-10.0)  # objects ~0.997, background ~0.002
+UNDERCONFIDENT = dict(w=5.0, b=-6.0)  # objects ~0.10, background ~0.007: ranked right, nothing above 0.5
+CONSTANT = dict(w=0.0, b=-4.0)  # 0.018 everywhere
+OVERSEGMENTING = dict(w=20.0, b=-1.0)  # background ~0.95
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"), n=12)
+
+
+def _run(tmp_path, data, weights, **kwargs):
+    from segdoctor.commands.model import check_model
+
+    model = intensity_model(tmp_path / "m.keras", rescale=True, **weights)
+    return check_model(model, data=data, **kwargs)
+
+
+def _predictions_section(report):
+    return next(s for s in report.sections if s.title == "Predictions on the data")
+
+
+def _found(report):
+    return {f.code: f for f in report.findings}
+
+
+def test_healthy_model_passes_every_prediction_check(tmp_path, data):
+    report = _run(tmp_path, data, HEALTHY)
+    assert not [f for f in report.findings if f.code.startswith("SD5")]
+    statuses = {c.code: c.status for c in report.checks}
+    assert all(statuses[f"SD50{i}"] == "passed" for i in range(1, 9))
+    assert report.facts["mean_dice"] > 0.9
+    section = _predictions_section(report)
+    assert {f.kind for f in section.figures} == {"histogram", "lines", "arrays"}
+
+
+def test_underconfident_model_blank_collapse_trap_and_threshold(tmp_path, data):
+    found = _found(_run(tmp_path, data, UNDERCONFIDENT))
+    assert found["SD501"].severity == Severity.ERROR
+    assert found["SD501"].evidence["blank_images"] == 12 and len(found["SD501"].files) == 12
+    assert "SD502" in found and "SD503" in found
+    sd504 = found["SD504"]
+    assert sd504.evidence["dice_at_best_threshold"] > 0.9 and sd504.evidence["dice_rank_based"] > 0.9
+    assert sd504.evidence["best_threshold"] < 0.27
+    assert "SD505" not in found  # the output still follows the input
+
+
+def test_constant_output(tmp_path, data):
+    found = _found(_run(tmp_path, data, CONSTANT))
+    assert found["SD505"].severity == Severity.ERROR
+    assert found["SD505"].evidence["across_image_std"] < 1e-3
+    assert "SD504" not in found  # nothing is ranked: a threshold cannot help
+
+
+def test_over_segmentation(tmp_path, data):
+    found = _found(_run(tmp_path, data, OVERSEGMENTING))
+    f = found["SD508"]
+    assert f.evidence["predicted_foreground_share"] > 0.9 and f.evidence["dice_at_best_threshold"] > 0.9
+
+
+def test_input_scale_mismatch_only_when_preprocess_is_fixed(tmp_path, data):
+    from segdoctor.commands.model import check_model
+
+    # trained on /255 inputs without a Rescaling layer; the user feeds raw values
+    model = intensity_model(tmp_path / "m.keras", rescale=False, **HEALTHY)
+    found = _found(check_model(model, data=data, preprocess="none"))
+    f = found["SD507"]
+    assert f.evidence["best"] == "unit" and f.evidence["dice_best"] > f.evidence["dice_chosen"] + 0.5
+    right = check_model(model, data=data, preprocess="unit")
+    assert "SD507" not in _found(right)
+    auto = check_model(model, data=data)
+    assert auto.facts["preprocess"] == "unit" and auto.facts["mean_dice"] > 0.9
+
+
+def test_auto_preprocess_trusts_a_rescaling_layer(tmp_path, data):
+    report = _run(tmp_path, data, HEALTHY)
+    assert report.facts["preprocess"] == "none"
+    assert "Rescaling" in _predictions_section(report).text
+
+
+def test_resizing_to_the_model_input_is_reported(tmp_path):
+    from segdoctor.commands.model import check_model
+
+    big = make_dataset(tmp_path / "big", n=4, size=64)
+    model = intensity_model(tmp_path / "m.keras", rescale=True, **HEALTHY)
+    report = check_model(model, data=big)
+    assert "resized from e.g. 64x64 to the model's input 32x32" in _predictions_section(report).text
+    assert report.facts["mean_dice"] > 0.8
+
+
+def test_class_never_predicted(tmp_path):
+    from segdoctor.commands.model import check_model
+
+    data = make_dataset(tmp_path / "mc", n=8, multiclass=True)
+    missing = _found(check_model(three_class_model(tmp_path / "no2.keras", predict_class_2=False), data=data))
+    f = missing["SD506"]
+    assert f.evidence["never_predicted"] == [2] and "class_weights" in f.snippet
+    ok = check_model(three_class_model(tmp_path / "all.keras", predict_class_2=True), data=data)
+    assert "SD506" not in _found(ok)
+    table = _predictions_section(ok).tables[0]
+    assert [row[0] for row in table.rows] == [0, 1, 2] and min(row[4] for row in table.rows) > 0.8
+
+
+def test_sample_and_threshold_options(tmp_path, data):
+    report = _run(tmp_path, data, UNDERCONFIDENT, sample=5, threshold=0.05)
+    assert report.facts["pairs_evaluated"] == 5 and report.facts["pairs_found"] == 12
+    assert "SD501" not in _found(report)  # at 0.05 the under-confident model finds the objects
