@@ -96,3 +96,31 @@ def test_accumulator_best_threshold_beats_half_for_underconfident_maps():
     assert 0.02 < t < 0.2 and d == pytest.approx(1.0)
     assert a["rank_dice"].mean() == pytest.approx(1.0)
     assert acc.auc() == pytest.approx(1.0)
+
+
+def test_fine_histograms_fold_into_the_threshold_histograms():
+    from segdoctor.stats.segmentation_metrics import coarse_from_fine, fine_histograms
+
+    rng = np.random.default_rng(3)
+    p = 1 / (1 + np.exp(-rng.normal(0, 6, (40, 40))))
+    p[0, :5] = [0.0, 1.0, 0.5, 1e-9, 1 - 1e-9]
+    t = rng.random((40, 40)) < 0.2
+    fg, bg, psum = fine_histograms(p, t)
+    assert fg.sum() == t.sum() and bg.sum() == (~t).sum() and psum.sum() == pytest.approx(p.sum())
+    exact_fg, exact_bg = threshold_histograms(p, t)
+    np.testing.assert_array_equal(coarse_from_fine(fg), exact_fg)
+    np.testing.assert_array_equal(coarse_from_fine(bg), exact_bg)
+
+
+def test_histogram_rank_decoding_agrees_with_the_exact_sort():
+    from segdoctor.stats.segmentation_metrics import fine_histograms, rank_counts_from_histograms
+
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        truth = rng.random((32, 32)) < 0.1
+        p = np.clip(np.where(truth, 0.3, 0.05) + rng.normal(0, 0.05, (32, 32)), 0.001, 0.999)
+        exact = rank_decode(p)
+        fg, bg, psum = fine_histograms(p, truth)
+        kept, tp = rank_counts_from_histograms(fg, bg, psum, float(np.log1p(-p).sum()))
+        assert abs(kept - exact.sum()) <= 0.02 * p.size
+        assert dice_score(exact, truth) == pytest.approx(2 * tp / (kept + truth.sum()), abs=0.02)

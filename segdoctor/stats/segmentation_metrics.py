@@ -16,8 +16,53 @@ import numpy as np
 THRESHOLDS = 1.0 / (1.0 + np.exp(-np.linspace(-12.0, 12.0, 241)))
 THRESHOLDS[120] = 0.5
 
-#: a finer logit-spaced grid for the pooled ROC AUC (ties inside a bin count half, so finer is closer to exact)
-AUC_EDGES = 1.0 / (1.0 + np.exp(-np.linspace(-16.0, 16.0, 4001)))
+#: a fine logit-spaced grid (step 0.01 from -16 to 16) for the pooled ROC AUC and rank-based decoding;
+#: every 10th of its edges from logit -12 on is an edge of THRESHOLDS, so the coarse histogram is a sum of fine bins
+FINE_STEP = 0.01
+FINE_LOGITS = np.round(np.arange(-1600, 1601) * FINE_STEP, 10)
+AUC_EDGES = 1.0 / (1.0 + np.exp(-FINE_LOGITS))
+_COARSE_STARTS = np.concatenate(([0], 401 + 10 * np.arange(241)))
+
+
+def fine_histograms(prob: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Foreground counts, background counts and probability sums per bin of the fine logit grid.
+
+    Binning by the logit (one floor per pixel) instead of a search over the edges keeps the per-image
+    cost linear and small next to the model's own inference. Bin 0 holds logits below -16, bin j holds
+    ``FINE_LOGITS[j-1] <= logit < FINE_LOGITS[j]``.
+    """
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    t = np.asarray(truth, dtype=bool).ravel()
+    nb = FINE_LOGITS.size + 1
+    with np.errstate(divide="ignore"):
+        z = np.log(p) - np.log1p(-p)
+    idx = np.clip(np.floor((np.nan_to_num(z, nan=0.0, posinf=1e9, neginf=-1e9) + 16.0) / FINE_STEP + 1e-9), -1, nb - 2).astype(np.int64) + 1
+    counts = np.bincount(idx + nb * t, minlength=2 * nb)
+    psum = np.bincount(idx, weights=p, minlength=nb)
+    return counts[nb:], counts[:nb], psum
+
+
+def coarse_from_fine(fine: np.ndarray) -> np.ndarray:
+    """Counts per bin of ``THRESHOLDS`` (as ``threshold_histograms`` returns them) from fine-grid counts."""
+    return np.add.reduceat(np.asarray(fine), _COARSE_STARTS)
+
+
+def rank_counts_from_histograms(fg: np.ndarray, bg: np.ndarray, psum: np.ndarray, log_empty: float) -> tuple[int, int]:
+    """RankSEG-style decoding on the fine histogram: (pixels kept, foreground pixels among them).
+
+    Same objective as ``rank_decode`` (expected Dice 2 * sum(p[:k]) / (k + S) over the top k), evaluated at
+    the bin boundaries of the fine grid instead of after a full sort.
+    """
+    n = (fg + bg)[::-1]
+    k = np.cumsum(n)
+    top = np.cumsum(psum[::-1])
+    total = top[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.where(k > 0, 2.0 * top / (k + total), -1.0)
+    j = int(np.argmax(expected))
+    if expected[j] < np.exp(log_empty):
+        return 0, 0
+    return int(k[j]), int(np.cumsum(fg[::-1])[j])
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray, *, empty: float = 1.0) -> float:
@@ -170,28 +215,29 @@ class BinaryAccumulator:
     _count: int = 0
     _truth_sum: np.ndarray | None = None
     _truth_sumsq: np.ndarray | None = None
-    auc_fg: np.ndarray = field(default_factory=lambda: np.zeros(AUC_EDGES.size + 1, np.int64))
-    auc_bg: np.ndarray = field(default_factory=lambda: np.zeros(AUC_EDGES.size + 1, np.int64))
+    auc_fg: np.ndarray = field(default_factory=lambda: np.zeros(FINE_LOGITS.size + 1, np.int64))
+    auc_bg: np.ndarray = field(default_factory=lambda: np.zeros(FINE_LOGITS.size + 1, np.int64))
 
     def add(self, name: str, prob: np.ndarray, truth: np.ndarray) -> None:
         p = np.asarray(prob, dtype=np.float32)
         t = np.asarray(truth, dtype=bool)
         pred = p >= self.threshold
-        ranked = rank_decode(p)
+        fg_fine, bg_fine, psum = fine_histograms(p, t)
+        with np.errstate(divide="ignore"):
+            log_empty = float(np.sum(np.log1p(-np.minimum(p.astype(np.float64), 1 - 1e-12))))
+        rank_pred, rank_tp = rank_counts_from_histograms(fg_fine, bg_fine, psum, log_empty)
         self.names.append(name)
         self.n_pixels.append(int(p.size))
         self.true_fg.append(int(t.sum()))
         self.pred_fg.append(int(pred.sum()))
         self.tp.append(int(np.logical_and(pred, t).sum()))
-        self.rank_pred.append(int(ranked.sum()))
-        self.rank_tp.append(int(np.logical_and(ranked, t).sum()))
+        self.rank_pred.append(rank_pred)
+        self.rank_tp.append(rank_tp)
         self.mean_prob.append(float(p.mean()))
         self.std_prob.append(float(p.std()))
         self.max_prob.append(float(p.max()))
-        fg, bg = threshold_histograms(p, t)
-        self.fg_hists.append(fg)
-        self.bg_hists.append(bg)
-        fg_fine, bg_fine = threshold_histograms(p, t, thresholds=AUC_EDGES)
+        self.fg_hists.append(coarse_from_fine(fg_fine))
+        self.bg_hists.append(coarse_from_fine(bg_fine))
         self.auc_fg += fg_fine
         self.auc_bg += bg_fine
         if self._shape is None:
