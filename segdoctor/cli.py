@@ -196,5 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("segdoctor: interrupted", file=sys.stderr)
         return 130
+    for note in report.notes:  # e.g. the --unsafe warning: it must reach the terminal, not only the report
+        print(f"segdoctor: note: {note}", file=sys.stderr)
     _print_summary(report, args, written)
     return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK

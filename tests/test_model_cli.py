@@ -65,9 +65,10 @@ def test_usage_and_input_errors_exit_2_with_one_line(tmp_path, capsys, argv, mes
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_unsafe_flag_puts_a_warning_in_report_notes(tmp_path):
-    rc, report, _ = _main(tmp_path, SAMPLES / "healthy_unet.keras", "--unsafe")
+def test_unsafe_flag_warns_in_the_terminal_and_the_report(tmp_path, capsys):
+    rc, report, html = _main(tmp_path, SAMPLES / "healthy_unet.keras", "--unsafe")
     assert any("safe_mode=False" in n for n in report["notes"])
+    assert "safe_mode=False" in capsys.readouterr().err and "safe_mode=False" in html.read_text()
 
 
 def test_history_flag_without_the_history_module_is_a_usage_error(tmp_path, capsys, monkeypatch):
