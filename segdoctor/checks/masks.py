@@ -345,33 +345,37 @@ class MaskJpegArtifacts(Check):
 
     def run(self, ctx: DataContext) -> Iterator[Finding]:
         s = ctx.labels
-        lossy = [(p, info) for p, _, info in ctx.masks() if info.get("lossy")]
-        lossy_like = bool(s.artefact_values) and s.artefact_near_share >= LOSSY_NEAR_SHARE
         total = sum(1 for _ in ctx.masks())
-        if not lossy and not lossy_like:
+        lossy_files = [p for p, _, info in ctx.masks() if info.get("lossy")]
+        flagged = {f.index: f for f in s.per_mask if f.lossy_like}
+        affected = list(dict.fromkeys([*lossy_files, *(ctx.dataset.pairs[i] for i in flagged)]))
+        if not affected:
             return
-        art_masks = {f.index for f in s.per_mask if f.artefact_pixels > 0}
-        idx = {id(p): i for i, p in enumerate(ctx.dataset.pairs)}
-        colour_lossy = [p for p, info in lossy if "colours" in info and info["colours"]["n_distinct"] > 4 * max(1, len(s.class_colours))]
-        if lossy:
-            affected = [p for p, _ in lossy]
-            measurable = lossy_like or any(idx[id(p)] in art_masks for p in affected) or colour_lossy
-            severity = Severity.ERROR if measurable else Severity.WARNING
-            title = (f"{of(len(affected), total)} masks are stored as JPEG" +
-                     (f": {len(s.artefact_values)} stray values near the class values {self._classes(s)}" if s.artefact_values else "")
-                     + (f" and {len(colour_lossy)} have thousands of near-duplicate colours" if colour_lossy else ""))
+        colour_lossy = [p for p, _, info in ctx.masks() if info.get("lossy") and "colours" in info
+                        and info["colours"]["n_distinct"] > 4 * max(1, len(s.class_colours))]
+        measurable = [f for f in flagged.values() if f.artefact_pixels > 0]
+        stray_px = sum(f.artefact_pixels for f in measurable)
+        near_px = sum(f.near_pixels for f in measurable)
+        total_px = sum(f.total_pixels for f in measurable) or 1
+        severity = Severity.ERROR if (measurable or colour_lossy) else Severity.WARNING
+        if lossy_files:
+            title = f"{of(len(lossy_files), total)} masks are stored as JPEG"
+            if measurable:
+                title += f": stray values near the class values {self._classes(s)} in {plural(len(measurable), 'mask')}"
+            elif colour_lossy:
+                title += f": {plural(len(colour_lossy), 'mask')} hold thousands of near-duplicate colours"
+            else:
+                title += " (no artefacts measured in these files, but the format is lossy)"
         else:
-            affected = [ctx.dataset.pairs[f.index] for f in s.per_mask if f.artefact_pixels > 0]
-            severity = Severity.ERROR
             title = (f"{of(len(affected), total)} masks hold values clustered near the class values "
                      f"{self._classes(s)}: lossy compression artefacts")
-        ranges = self._artefact_ranges(s)
         yield self.finding(
             title=title,
             severity=severity,
-            evidence={"masks_lossy_format": len(lossy), "masks": total, "class_values": self._classes(s),
-                      "stray_values": ranges, "stray_pixel_share": round(s.artefact_share, 5),
-                      "stray_near_class_share": round(s.artefact_near_share, 3)},
+            evidence={"masks_lossy_format": len(lossy_files), "masks_with_stray_values": len(measurable), "masks": total,
+                      "class_values": self._classes(s), "stray_values": self._artefact_ranges(s),
+                      "stray_pixel_share_in_those_masks": round(stray_px / total_px, 5),
+                      "stray_near_class_share": round(near_px / stray_px, 3) if stray_px else 0.0},
             why="Compression changes label values along every boundary: ids stop matching classes, comparisons such as "
                 "mask == 255 miss object edges, and sparse losses see ids that do not exist.",
             fix="Re-export the masks as PNG from their source; until then, snap each pixel to the nearest class value.",
@@ -424,16 +428,14 @@ class MaskInterpolated(Check):
         s = ctx.labels
         total = sum(1 for _ in ctx.masks())
         soft = [p for p, _, info in ctx.masks() if info.get("float_soft")]
-        ratio = s.boundary_between_ratio
-        spread = not s.artefact_values or s.artefact_near_share < LOSSY_NEAR_SHARE
-        lossy_only = all(info.get("lossy") for _, _, info in ctx.masks()) if total else False
-        interpolated = ratio >= BOUNDARY_BETWEEN_LIMIT and spread and not (lossy_only and s.artefact_near_share >= 0.5)
-        if not interpolated and not soft:
+        flagged = [f for f in s.per_mask if f.interpolated]
+        if not flagged and not soft:
             return
-        affected = [ctx.dataset.pairs[f.index] for f in s.per_mask if f.between_ratio >= BOUNDARY_BETWEEN_LIMIT]
-        if soft:
-            affected = list(dict.fromkeys([*soft, *affected]))
-        n_between_values = len(s.artefact_values)
+        boundary = sum(f.boundary_pixels for f in flagged)
+        ratio = sum(f.between_pixels for f in flagged) / boundary if boundary else 0.0
+        interpolated = bool(flagged)
+        affected = list(dict.fromkeys([*soft, *(ctx.dataset.pairs[f.index] for f in flagged)]))
+        n_between_values = len({v for f in flagged for v in f.values} & set(s.artefact_values))
         if soft and not interpolated:
             title = f"{of(len(soft), total)} masks hold fractional float values (soft or interpolated labels)"
         elif n_between_values:

@@ -37,6 +37,22 @@ class MaskFlags:
     artefact_pixels: int
     total_pixels: int
     values: tuple
+    near_pixels: int = 0  # artefact pixels within NEAR_GAP of a class value
+    lossy_format: bool = False
+
+    @property
+    def near_share(self) -> float:
+        return self.near_pixels / self.artefact_pixels if self.artefact_pixels else 0.0
+
+    @property
+    def lossy_like(self) -> bool:
+        """Compression artefacts: stray values that cluster near the class values (or a lossy file format)."""
+        return self.lossy_format or (self.artefact_pixels > 0 and self.near_share >= LOSSY_NEAR_SHARE)
+
+    @property
+    def interpolated(self) -> bool:
+        """Resizing artefacts: many boundary pixels between their neighbours, not explained by compression."""
+        return self.between_ratio >= BOUNDARY_BETWEEN_LIMIT and not self.lossy_like
 
     @property
     def between_ratio(self) -> float:
@@ -129,7 +145,8 @@ def summarise_labels(ctx) -> LabelSummary:
         total = int(v["counts"].sum()) + int(v["other_count"])
         boundary = int((v["counts"] - v["interior"]).sum())
         between = int(v["between"].sum())
-        s.per_mask.append(MaskFlags(i, boundary, between, 0, total, tuple(vals[:256])))
+        s.per_mask.append(MaskFlags(i, boundary, between, 0, total, tuple(vals[:256]),
+                                    lossy_format=bool(info.get("lossy"))))
         s.total_pixels += total
         s.boundary_pixels += boundary
         s.between_pixels += between
@@ -140,20 +157,20 @@ def summarise_labels(ctx) -> LabelSummary:
     s.artefact_values.sort()
     if s.artefact_values and s.class_values:
         classes = np.asarray(s.class_values, dtype=float)
+        near_values = {v for v in s.artefact_values if _gap_distance(float(v), classes) <= NEAR_GAP}
         art = set(s.artefact_values)
-        near = betw = total = 0
-        for val in s.artefact_values:
-            n, _, b, _ = s.value_table[val]
-            total += n
-            betw += b
-            if _gap_distance(float(val), classes) <= NEAR_GAP:
-                near += n
-        s.artefact_pixels = total
-        s.artefact_near_share = near / total if total else 0.0
-        s.artefact_between_share = betw / total if total else 0.0
         for flags, (_, rec) in zip(s.per_mask, ((p, r) for p, r in ctx.items() if "values" in (r.get("mask_info") or {}))):
             v = rec["mask_info"]["values"]
-            flags.artefact_pixels = int(sum(n for val, n in zip(v["values"].tolist(), v["counts"].tolist()) if val in art))
+            for val, n in zip(v["values"].tolist(), v["counts"].tolist()):
+                if val in art:
+                    flags.artefact_pixels += n
+                    if val in near_values:
+                        flags.near_pixels += n
+        s.artefact_pixels = sum(f.artefact_pixels for f in s.per_mask)
+        near = sum(f.near_pixels for f in s.per_mask)
+        s.artefact_near_share = near / s.artefact_pixels if s.artefact_pixels else 0.0
+        betw = sum(s.value_table[v][2] for v in s.artefact_values)
+        s.artefact_between_share = betw / s.artefact_pixels if s.artefact_pixels else 0.0
     for colour, (n, inner, _) in s.colour_table.items():
         if inner / n >= CLASS_INTERIOR_RATIO:
             s.class_colours.append(colour)
