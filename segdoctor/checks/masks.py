@@ -21,14 +21,28 @@ MAX_PLAUSIBLE_CLASSES = 256
 def _void_value(s: LabelSummary, num_classes: int | None):
     """The ignore label (usually 255) when it stands apart from small class ids; else None."""
     for v in VOID_CANDIDATES:
-        if v not in s.class_values:
+        if v not in s.class_values and not _thin_void(s, v):
             continue
         others = [c for c in s.class_values if c != v]
         if num_classes is not None:
             return v if v >= num_classes else None
-        if len(others) >= 2 and max(others) < v / 2:
+        if len(others) >= 2 and max(others) < v / 2 and _shares_a_mask_with_a_class(s, v, others):
             return v
     return None
+
+
+def _thin_void(s: LabelSummary, v) -> bool:
+    """A void border one or two pixels wide (VOC borders after downsizing) has no interior pixels, so it is not
+    a class value; unlike a resizing or compression artefact it never lies strictly between its neighbours."""
+    row = s.value_table.get(v)
+    return row is not None and row[0] > 0 and row[2] == 0
+
+
+def _shares_a_mask_with_a_class(s: LabelSummary, v, others: list) -> bool:
+    """Void borders objects, so it shares masks with foreground classes. A value that never does is another
+    encoding of the foreground (masks {0, 255} mixed with masks {0, 1}), not void."""
+    foreground = {c for c in others if c != 0}
+    return any(v in m.values and foreground & set(m.values) for m in s.per_mask)
 
 
 def _label_classes(s: LabelSummary, num_classes: int | None) -> list:
@@ -240,6 +254,9 @@ def _colour_table(s: LabelSummary) -> tuple[list[tuple[tuple[int, int, int], int
     voc = {tuple(int(x) for x in c): i for i, c in enumerate(voc_palette(256)[:21])}
     voc[VOC_VOID_COLOUR] = 255
     colours = [unpack_rgb(c) for c in s.class_colours]
+    void_packed = (VOC_VOID_COLOUR[0] << 16) | (VOC_VOID_COLOUR[1] << 8) | VOC_VOID_COLOUR[2]
+    if colours and VOC_VOID_COLOUR not in colours and void_packed in s.colour_table and all(c in voc for c in colours):
+        colours.append(VOC_VOID_COLOUR)  # a thin void border has no interior pixels, yet it is the VOC void colour
     if colours and all(c in voc for c in colours):
         rows = [(c, voc[c], "void (ignore)" if voc[c] == 255 else VOC_NAMES[voc[c]]) for c in colours]
         return sorted(rows, key=lambda r: r[1]), True
@@ -496,7 +513,11 @@ class MaskUnexpectedLabels(Check):
                     fix=f"Remap these ids into 0..{k - 1}, mark them as void (ignore_class), or correct --num-classes.",
                     files=files,
                 )
-        distinct = max(len(s.class_values), s.max_distinct_per_mask if not s.artefact_values else len(s.class_values))
+        # Boundary artefacts (resizing, JPEG) add values without making a mask less of a label map, unless they are
+        # most of the pixels: then nothing fills regions and the file is an image or a probability map.
+        mostly_artefacts = bool(s.artefact_values) and (not s.class_values or s.artefact_share > 0.5)
+        distinct = max(len(s.class_values),
+                       s.max_distinct_per_mask if (not s.artefact_values or mostly_artefacts) else len(s.class_values))
         if distinct > MAX_PLAUSIBLE_CLASSES or s.truncated_masks:
             big = max(s.class_values) if s.class_values else 0
             hint = (" Values above 1000 look like instance ids (class * 1000 + instance): use ids // 1000."

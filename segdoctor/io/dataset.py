@@ -246,35 +246,30 @@ def _rules() -> list[tuple[str, KeyFn, KeyFn]]:
     ]
 
 
+def _unique_keys(files: Sequence[Path], key: Callable[[Path], str | None]) -> dict[str, Path]:
+    """key -> file, for the keys that exactly one file has."""
+    out: dict[str, Path] = {}
+    dup: set[str] = set()
+    for p in files:
+        k = key(p)
+        if k is None:
+            continue
+        if k in out:
+            dup.add(k)
+        out[k] = p
+    return {k: p for k, p in out.items() if k not in dup}
+
+
 def pair_images_and_masks(
     image_base: Path, images: Sequence[Path], mask_base: Path, masks: Sequence[Path], split_base: Path | None = None
 ) -> tuple[list[Pair], list[Pair], list[Pair], str]:
     """Pair files by the rule that pairs the most of them; return (pairs, unpaired images, unpaired masks, rule)."""
     best: tuple[int, str, dict[str, Path], dict[str, Path]] | None = None
     for rule, image_key, mask_key in _rules():
-        ik: dict[str, Path] = {}
-        mk: dict[str, Path] = {}
-        ok = True
-        for p in images:
-            k = image_key(image_base, p)
-            if k is None:
-                continue
-            if k in ik:
-                ok = False
-                break
-            ik[k] = p
-        if not ok:
-            continue
-        for p in masks:
-            k = mask_key(mask_base, p)
-            if k is None:
-                continue
-            if k in mk:
-                ok = False
-                break
-            mk[k] = p
-        if not ok:
-            continue
+        # A key shared by several files (a.png and a.jpg) is ambiguous: those files stay unpaired and are
+        # reported, instead of one duplicate discarding the whole rule (and with it every pair).
+        ik = _unique_keys(images, lambda p: image_key(image_base, p))
+        mk = _unique_keys(masks, lambda p: mask_key(mask_base, p))
         n = len(ik.keys() & mk.keys())
         if best is None or n > best[0]:
             best = (n, rule, ik, mk)
