@@ -420,3 +420,19 @@ def test_one_duplicate_stem_does_not_unpair_the_whole_dataset(tmp_path):
     assert {p.image.stem for p in ds.pairs} == {"c1", "c2", "c3", "c4"}
     assert [p.image.name for p in ds.unpaired_images] == ["c0.png"]
     assert sorted(p.mask.name for p in ds.unpaired_masks) == ["c0.jpg", "c0.png"]
+
+
+def test_x_and_y_folders(tmp_path):
+    for i in range(3):
+        _img(tmp_path / "x" / f"{i}.png", i)
+        _mask(tmp_path / "y" / f"{i}.png", i)
+    ds = discover_dataset(tmp_path)
+    assert ds.layout == "x/ + y/" and len(ds.pairs) == 3
+
+
+def test_same_folder_given_as_images_and_masks(tmp_path):
+    for i in range(3):
+        _img(tmp_path / "data" / f"{i}.png", i)
+        _mask(tmp_path / "data" / f"{i}_mask.png", i)
+    ds = discover_dataset(tmp_path, images="data", masks="data")
+    assert {(p.image.name, p.mask.name) for p in ds.pairs} == {(f"{i}.png", f"{i}_mask.png") for i in range(3)}

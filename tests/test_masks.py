@@ -607,3 +607,54 @@ def test_real_cityscapes_void_and_no_label_error():
     assert f.evidence["void_value"] == 255
     assert abs(f.evidence["void_pixel_share"] - 0.118) < 0.005
     assert not [c for c, s in severities(report, "SD1").items() if s is ERROR]
+
+
+# ---------------------------------------------------------------- --num-classes does not turn 0/255 into void
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_sd101_with_num_classes_2_is_not_void(tmp_path, k):
+    # regression: with --num-classes, 255 >= K was taken as void, so 0/255 masks were reported as
+    # "all masks empty" (SD108 error) plus SD103, and SD101 stayed silent
+    report = run(dataset(tmp_path, [binary_mask(i, fg=255) for i in range(N)]), num_classes=k)
+    assert by_code(report, "SD101").severity is ERROR
+    assert not codes(report) & {"SD103", "SD108"}
+
+
+def test_void_with_num_classes_2_binary(tmp_path):
+    masks = [with_void_border(binary_mask(i), 2) for i in range(N)]
+    report = run(dataset(tmp_path, masks), num_classes=2)
+    f = by_code(report, "SD103")
+    assert "sample_weight" in f.snippet or "weights" in f.snippet
+    assert not codes(report) & {"SD101", "SD107", "SD108"}
+
+
+@pytest.mark.realdata
+def test_real_membrane_with_num_classes_2():
+    report = run(realdata_path("membrane_isbi2012"), num_classes=2)
+    assert by_code(report, "SD101").severity is ERROR
+    assert not codes(report) & {"SD103", "SD108"}
+
+
+@pytest.mark.realdata
+def test_real_cityscapes_with_num_classes_19():
+    report = run(realdata_path("cityscapes_trainids"), num_classes=19)
+    assert severities(report) == {"SD103": WARNING}
+    assert "num_classes=19" in by_code(report, "SD103").snippet
+
+
+# ---------------------------------------------------------------- the parallel scan
+
+
+def test_parallel_scan_gives_the_same_report(tmp_path):
+    from segdoctor.report.json_writer import report_json
+
+    root = dataset(tmp_path, [binary_mask(i, fg=255) for i in range(12)])
+    (root / "masks" / "case_003.png").write_bytes(b"")
+    one, two = report_json(run(root)), report_json(check_data(root, jobs=2))
+    for j in (one, two):
+        j.pop("created")
+        for c in j["checks"]:
+            c.pop("seconds")
+    assert one == two
+    assert {f["code"] for f in one["findings"]} >= {"SD001", "SD101"}

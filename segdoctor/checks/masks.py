@@ -25,7 +25,8 @@ def _void_value(s: LabelSummary, num_classes: int | None):
             continue
         others = [c for c in s.class_values if c != v]
         if num_classes is not None:
-            return v if v >= num_classes else None
+            # {0, 255} with --num-classes 2 is a 0/255 binary mask (SD101), not a dataset of void-only masks
+            return v if v >= num_classes and _shares_a_mask_with_a_class(s, v, others) else None
         if len(others) >= 2 and max(others) < v / 2 and _shares_a_mask_with_a_class(s, v, others):
             return v
     return None
