@@ -268,7 +268,7 @@ def _write_formats(d: Path) -> dict[str, tuple]:
     out["l8.png"] = (lab, "L", 8)
     lab16 = (lab.astype(np.uint16) * 1000)
     Image.fromarray(lab16).save(d / "i16.png")
-    out["i16.png"] = (lab16, None, 16)
+    out["i16.png"] = (lab16, "I;16", 16)
     la = np.stack([lab, np.full_like(lab, 255)], -1)
     Image.fromarray(la, "LA").save(d / "la.png")
     out["la.png"] = (la, "LA", 8)

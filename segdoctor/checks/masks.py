@@ -120,7 +120,8 @@ class Mask0255(Check):
         share = s.share(k)
         thr = max(1, k // 2)
         title = (f"{of(n, total)} masks store the foreground as {k} instead of 1" if not mixed else
-                 f"{plural(n, 'mask')} use {{0, {k}}} while {plural(len(unit), 'mask')} use {{0, 1}}")
+                 f"{plural(n, 'mask')} {'uses' if n == 1 else 'use'} {{0, {k}}} while {plural(len(unit), 'mask')} "
+                 f"{'uses' if len(unit) == 1 else 'use'} {{0, 1}}")
         yield self.finding(
             title=title,
             evidence={"values": ", ".join(str(c) for c in classes), "foreground_value": k,
@@ -457,7 +458,7 @@ class MaskInterpolated(Check):
         if soft and not interpolated:
             title = f"{of(len(soft), total)} masks hold fractional float values (soft or interpolated labels)"
         elif n_between_values:
-            title = (f"{of(len(affected), total)} masks have {n_between_values} intermediate values on class boundaries "
+            title = (f"{of(len(affected), total)} masks have {plural(n_between_values, 'intermediate value')} on class boundaries "
                      f"(resized with interpolation)")
         else:
             title = (f"{of(len(affected), total)} masks have ramps of in-between class ids along boundaries "
