@@ -685,3 +685,19 @@ def test_sd104_voc_palette_recognised_in_jpeg_colour_masks(tmp_path):
     f = by_code(report, "SD104")
     assert f.evidence["palette"] == "Pascal VOC"
     assert "(128, 0, 0) -> 1" in f.evidence["table"]
+
+
+@pytest.mark.parametrize("width", [1, 2])
+@pytest.mark.parametrize("k", [None, 3])
+def test_sd103_void_minus_one(tmp_path, width, k):
+    # regression: -1 (the other common ignore id) could never be void: the rule only looked above the class ids
+    for i in range(N):
+        m = with_void_border(multiclass_mask(i, classes=(0, 1, 2)), width).astype(np.int32)
+        m[m == 255] = -1
+        save(tmp_path / "images" / f"c{i}.png", image_rgb(i))
+        save(tmp_path / "masks" / f"c{i}.npy", m)
+    report = run(tmp_path, num_classes=k)
+    f = by_code(report, "SD103")
+    assert f.evidence["void_value"] == -1
+    assert "ignore_class=-1" in f.snippet
+    assert not codes(report) & {"SD107", "SD108"}

@@ -26,8 +26,11 @@ def _void_value(s: LabelSummary, num_classes: int | None):
         others = [c for c in s.class_values if c != v]
         if num_classes is not None:
             # {0, 255} with --num-classes 2 is a 0/255 binary mask (SD101), not a dataset of void-only masks
-            return v if v >= num_classes and _shares_a_mask_with_a_class(s, v, others) else None
-        if len(others) >= 2 and max(others) < v / 2 and _shares_a_mask_with_a_class(s, v, others):
+            outside = v >= num_classes or v < 0
+            return v if outside and _shares_a_mask_with_a_class(s, v, others) else None
+        # 255 / 65535 stand apart above small ids; -1 stands apart below ids that start at 0
+        apart = bool(others) and (max(others) < v / 2 if v > 0 else min(others) >= 0)
+        if len(others) >= 2 and apart and _shares_a_mask_with_a_class(s, v, others):
             return v
     return None
 
