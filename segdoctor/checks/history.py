@@ -407,7 +407,9 @@ class LossDivergence(Check):
             if found is None:
                 continue
             title, evidence, i0, i1 = found
-            sentence, lr_literal = ctx.lr_advice(i0)
+            # advise from the highest LR of the rising episode: that is the one that diverged
+            lrs = [(ctx.lr_at(i) or 0.0, i) for i in range(i0, i1 + 1)]
+            sentence, lr_literal = ctx.lr_advice(max(lrs)[1])
             why = "A training loss that climbs means each update makes the model worse; it usually ends in NaN or a dead network."
             if ctx.lr_name:
                 ups = [(i, a, b) for i, a, b in curves.learning_rate_changes(ctx.values(ctx.lr_name)) if b > a and i0 - 2 <= i <= i1]
