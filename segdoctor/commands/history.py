@@ -7,6 +7,7 @@ Also the library entry points ``check_history`` (a path in, a Report out) and ``
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -159,7 +160,10 @@ def check_history(
         # Imported here: the data command is heavier and check-history must stay light without --data.
         from segdoctor.commands.data import check_data
 
-        data_report = check_data(data_dir, select=select, ignore=ignore, progress=progress, **data_options)
+        offered = {"select": select, "ignore": ignore, "progress": progress, **data_options}
+        accepted = inspect.signature(check_data).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        data_report = check_data(data_dir, **{k: v for k, v in offered.items() if takes_any or k in accepted})
         background_share = background_share_from(data_report)
     findings, statuses, sections = diagnose_history(
         history, background_share=background_share,
