@@ -323,3 +323,29 @@ def test_history_section_lists_recognised_columns():
     assert rows["val_mean_io_u_1"][1:3] == ("IoU", "val")
     assert rows["lr"][1] == "learning rate"
     assert rows["loss"][1].startswith("loss:")
+
+
+def test_sd603_wild_start_of_a_long_run_is_found_by_windows():
+    k = np.arange(25)
+    wild = 0.8 + 0.4 * (-1.0) ** k
+    calm = np.linspace(0.7, 0.2, 100)
+    f = only({"loss": np.concatenate([wild, calm])}, "SD603")
+    assert f.evidence["epochs"].startswith("epochs 1-")
+    last = int(f.evidence["epochs"].split("-")[-1])
+    assert 25 <= last <= 45
+
+
+def test_sd603_quiet_on_converged_val_loss_with_small_noise():
+    rng = np.random.default_rng(3)
+    val = 0.2 * (1 + 0.07 * rng.standard_normal(60))
+    assert "SD603" not in codes({"loss": np.linspace(0.5, 0.18, 60), "val_loss": val})
+
+
+def test_sd604_stalled_after_the_schedule_took_the_lr_to_its_floor():
+    loss = list(np.linspace(1.0, 0.3, 10)) + [0.2999, 0.2998, 0.2999, 0.2997, 0.2998, 0.2998]
+    lr = [1e-3] * 10 + [1e-7] * 6
+    f = only({"loss": loss, "lr": lr}, "SD604")
+    assert f.severity == Severity.INFO
+    assert "since the learning rate dropped from 0.001 to 1e-07 at epoch 11" in f.title
+    # the same flat tail at a useful LR is ordinary convergence
+    assert "SD604" not in codes({"loss": loss, "lr": [1e-3] * 10 + [1e-4] * 6})

@@ -42,13 +42,18 @@ DIVERGENCE_TREND_TAU = 0.5
 #: SD603: smoothness below this, total variation this many times the net change, steps this large against the level
 OSCILLATION_SMOOTHNESS = 0.5
 OSCILLATION_VARIATION_RATIO = 3.0
-OSCILLATION_STEP_TO_LEVEL = 0.10
+OSCILLATION_STEP_TO_LEVEL = 0.20
 OSCILLATION_MIN_COMPARISONS = 4
+#: long segments are also scanned in windows of this many epochs, so a wild start is not averaged away
+OSCILLATION_WINDOW = 20
 #: SD604: every early step under this relative change, and the log never gains more than PLATEAU_TOTAL
 PLATEAU_STEP = 0.05
 PLATEAU_TOTAL = 0.10
 PLATEAU_MIN_STEPS = 4
 PLATEAU_WINDOW = 10
+#: a loss that moves less than this after the schedule took the LR to USELESS_LR or below has stalled
+PLATEAU_AFTER_DROP = 0.01
+USELESS_LR = 1e-6
 #: SD607: val loss this much above its best (as a trend) while the train loss still falls; metric gap
 OVERFIT_RISE = 0.10
 OVERFIT_TREND_TAU = 0.3
@@ -476,9 +481,11 @@ class LossOscillation(Check):
     zig-zags and the train loss is smooth, the validation set is too small or unrepresentative (or
     BatchNorm statistics differ between train and inference).
 
-    Thresholds: over a segment of >= 6 epochs (split at discrete LR drops), smoothness (share of steps
-    without a sign change of the differences) < 0.5, total variation >= 3x the net change, and a mean
-    epoch-to-epoch step >= 10% of the loss level. Calibrated on val_loss_oscillation (smoothness
+    Thresholds: over a segment of >= 6 epochs (split at discrete LR drops; segments over 40 epochs are
+    also scanned in 20-epoch windows), smoothness (share of steps without a sign change of the
+    differences) < 0.5, total variation >= 3x the net change, and a mean epoch-to-epoch step >= 20%
+    of the loss level (the +-5-10% noise of a converged val loss on a small validation set is not an
+    oscillation). Calibrated on val_loss_oscillation (smoothness
     0.33: 62 direction changes in 93 steps, steps 6.3x the median level, variation 1176x the net
     change); quiet on the val loss of negative_loss_iou_above_1 (smoothness 0.43, but variation only
     1.09x the net change: a steep descent with small bumps) and on dice_zero's flat loss (steps 1.8%
@@ -499,10 +506,11 @@ class LossOscillation(Check):
             bounds = [0, *cuts, ctx.n]
             segments = [(a, b - 1) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 6]
             results = []
+            bad = []
             for a, b in segments:
                 stats = self._stats(y[a:b + 1], level_series[a:b + 1])
                 results.append((a, b, stats))
-            bad = [(a, b, s) for a, b, s in results if s is not None and s["oscillating"]]
+                bad.extend(self._episodes(y, level_series, a, b, stats))
             if not bad:
                 continue
             a, b, s = max(bad, key=lambda r: r[2]["comparisons"])
@@ -540,6 +548,27 @@ class LossOscillation(Check):
             snippet = (f"optimizer = keras.optimizers.Adam(learning_rate={lr_literal})\n" + _PLATEAU_SNIPPET.format(monitor=monitor))
             yield self.finding(title=title, evidence=evidence, why=why, fix=fix, snippet=snippet,
                                figures=[ctx.loss_figure(spans=[ctx.span(a, b, "oscillation")])])
+
+    @classmethod
+    def _episodes(cls, y: np.ndarray, level_series: np.ndarray, a: int, b: int, whole: dict | None) -> list:
+        """Oscillating stretches of the segment a..b: all of it, or merged windows of a long segment."""
+        if whole is not None and whole["oscillating"]:
+            return [(a, b, whole)]
+        if b - a + 1 <= 2 * OSCILLATION_WINDOW:
+            return []
+        step = OSCILLATION_WINDOW // 2
+        flagged = np.zeros(b - a + 1, dtype=bool)
+        for start in range(a, b - OSCILLATION_WINDOW + 2, step):
+            end = min(start + OSCILLATION_WINDOW - 1, b)
+            st = cls._stats(y[start:end + 1], level_series[start:end + 1])
+            if st is not None and st["oscillating"]:
+                flagged[start - a:end - a + 1] = True
+        out = []
+        for s0, s1 in curves.true_runs(flagged):
+            st = cls._stats(y[a + s0:a + s1 + 1], level_series[a + s0:a + s1 + 1])
+            if st is not None and st["oscillating"]:
+                out.append((a + s0, a + s1, st))
+        return out
 
     @staticmethod
     def _stats(y: np.ndarray, level_series: np.ndarray) -> dict | None:
@@ -582,6 +611,8 @@ class LossPlateau(Check):
     Thresholds: >= 5 epochs; every step of the first 10 epochs changes the loss (as distance from a
     perfect fit) by < 5%, and the best epoch is < 10% below the first. When ``--data`` gives the
     background share, a plateau within 10% of the BCE of a constant predictor is named as such.
+    Related to the schedule: after the last discrete LR drop to <= 1e-6, a loss that moves < 1% over
+    >= 5 epochs is reported as stalled (info: the epochs are wasted, the model is not harmed).
     Calibrated on dice_zero (loss 0.2007 → 0.1948 in 5 epochs: 2.9% in all, steps <= 2.7%).
     """
 
@@ -604,6 +635,7 @@ class LossPlateau(Check):
         steps = curves.relative_steps(early)
         gained = float((dv[0] - dv.min()) / dv[0])
         if steps.max() >= PLATEAU_STEP or gained >= PLATEAU_TOTAL:
+            yield from self._stalled_after_drop(ctx, name, d)
             return
         y = ctx.values(name)
         i1 = int(idx[min(len(early), dv.size) - 1])
@@ -638,6 +670,35 @@ class LossPlateau(Check):
                      "model.fit(..., epochs=6, callbacks=[lr_test])\n\n" + ctx.loss_prescription()),
             figures=[ctx.loss_figure(spans=[ctx.span(int(idx[0]), i1, "plateau")])],
             related=("SD605", "SD151", "SD101"),
+        )
+
+
+    def _stalled_after_drop(self, ctx: HistoryContext, name: str, d: np.ndarray) -> Iterator[Finding]:
+        """A flat loss since the schedule took the LR below what can still move the weights (info)."""
+        drops = [(i, a, b) for i, a, b in ctx.lr_steps() if b < a]
+        if not drops:
+            return
+        i, before, after = drops[-1]
+        post_idx, post = curves.finite_part(d[i:])
+        if after > USELESS_LR or post.size < PLATEAU_MIN_STEPS + 1 or post[0] <= 1e-12:
+            return
+        moved = float((post[0] - post.min()) / post[0])
+        if moved >= PLATEAU_AFTER_DROP:
+            return
+        y = ctx.values(name)
+        yield self.finding(
+            severity=Severity.INFO,
+            title=(f"{name} has not moved ({100 * moved:.1f}%) in the {post.size} epochs since the learning rate dropped "
+                   f"from {_g(before)} to {_g(after)} at epoch {ctx.epoch(i)}"),
+            evidence={"column": name, "drop_epoch": ctx.epoch(i), "learning_rate_before": before,
+                      "learning_rate_after": after, "epochs_since": int(post.size), "relative_change_since": round(moved, 4),
+                      "value": float(y[i + int(post_idx[-1])])},
+            why=(f"At a learning rate of {_g(after)} the weights barely change: these epochs cost time without "
+                 "improving the model."),
+            fix="Stop when the LR reaches its floor (EarlyStopping), or keep a floor of about 1e-6 (min_lr) and use cosine decay instead of repeated drops.",
+            snippet=("callbacks = [keras.callbacks.ReduceLROnPlateau(monitor=\"val_loss\", factor=0.2, patience=5, min_lr=1e-6),\n"
+                     "             keras.callbacks.EarlyStopping(monitor=\"val_loss\", patience=12, restore_best_weights=True)]"),
+            figures=[ctx.loss_figure(spans=[ctx.span(i, ctx.n - 1, "stalled")])],
         )
 
 
