@@ -24,6 +24,8 @@ log = logging.getLogger("segdoctor")
 
 #: rules that only make sense once training is over (SD608: "ended while still improving")
 END_OF_TRAINING_CHECKS = ("SD608",)
+#: errors that end training at once with stop_on_error: nothing recovers from NaN weights
+IMMEDIATE_STOP = frozenset({"SD601"})
 
 
 class SegDoctorCallback(keras.callbacks.Callback):
@@ -31,8 +33,11 @@ class SegDoctorCallback(keras.callbacks.Callback):
 
     Args:
         path: JSON file to write; ``segdoctor check-history PATH`` reads it.
-        stop_on_error: set ``model.stop_training`` when an error-level finding appears (NaN loss,
-            divergence, Dice collapse, impossible metric values).
+        stop_on_error: set ``model.stop_training`` when an error-level finding (divergence, Dice
+            collapse, impossible metric values) has stood for ``stop_after`` consecutive epochs; a
+            NaN/Inf loss (SD601) stops at once, since NaN weights cannot recover.
+        stop_after: epochs an error must persist before stopping (default 3: early epochs of an
+            imbalanced task can show a near-zero Dice that recovers).
         warn: log a warning (logger ``"segdoctor"``) the first time each rule fires.
         background_share: share of background pixels in the masks (0..1), if known; sharpens the
             accuracy-trap and plateau rules.
@@ -46,6 +51,7 @@ class SegDoctorCallback(keras.callbacks.Callback):
         self,
         path: str | os.PathLike = "segdoctor-history.json",
         stop_on_error: bool = False,
+        stop_after: int = 3,
         warn: bool = True,
         background_share: float | None = None,
         select: Sequence[str] = (),
@@ -54,6 +60,7 @@ class SegDoctorCallback(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
         self.stop_on_error = bool(stop_on_error)
+        self.stop_after = max(1, int(stop_after))
         self.warn = bool(warn)
         self.background_share = background_share
         self.select = tuple(select)
@@ -63,10 +70,11 @@ class SegDoctorCallback(keras.callbacks.Callback):
         self._values: dict[str, list[float | None]] = {}
         self._epochs: list[int] = []
         self._warned: set[str] = set()
+        self._error_streak: dict[str, int] = {}
 
     # Keras hooks ---------------------------------------------------------------------------
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._values, self._epochs, self._warned = {}, [], set()
+        self._values, self._epochs, self._warned, self._error_streak = {}, [], set(), {}
         self.findings, self.stopped_by_segdoctor = [], False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -122,10 +130,12 @@ class SegDoctorCallback(keras.callbacks.Callback):
                 self._warned.add(f.code)
                 log.warning("%s (%s): %s", f.title, f.code, _first_sentence(f.fix))
         errors = [f for f in self.findings if f.severity >= Severity.ERROR]
-        if self.stop_on_error and errors and self.model is not None:
+        self._error_streak = {f.code: self._error_streak.get(f.code, 0) + 1 for f in errors}
+        due = [f for f in errors if f.code in IMMEDIATE_STOP or self._error_streak[f.code] >= self.stop_after]
+        if self.stop_on_error and due and self.model is not None:
             self.model.stop_training = True
             self.stopped_by_segdoctor = True
-            log.warning("stopping training at epoch %d: %s (%s)", self._epochs[-1], errors[0].title, errors[0].code)
+            log.warning("stopping training at epoch %d: %s (%s)", self._epochs[-1], due[0].title, due[0].code)
             self._write()
 
 

@@ -86,3 +86,11 @@ def test_importing_segdoctor_does_not_import_keras():
     code = "import sys, segdoctor; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_callback_waits_for_a_persistent_collapse_before_stopping(tmp_path):
+    x, y = data()
+    callback = SegDoctorCallback(path=tmp_path / "h.json", stop_on_error=True, stop_after=2, warn=False)
+    fitted = tiny_model(bias=-12.0).fit(x, y, epochs=6, verbose=0, callbacks=[callback])
+    assert len(fitted.history["loss"]) == 2  # Dice ~0 at epochs 1 and 2: stopped after the second
+    assert callback.stopped_by_segdoctor

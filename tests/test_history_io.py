@@ -161,3 +161,11 @@ def test_tensorboard_log_written_by_keras(tmp_path):
     np.testing.assert_allclose(h.columns["loss"], fitted.history["loss"], rtol=1e-5)
     np.testing.assert_allclose(h.columns["val_loss"], fitted.history["val_loss"], rtol=1e-5)
     np.testing.assert_allclose(h.columns["learning_rate"], 1e-2, rtol=1e-5)
+
+
+def test_tensorboard_folder_with_several_runs_asks_for_one(tmp_path):
+    for run in ("20240101", "20240102"):
+        (tmp_path / run / "train").mkdir(parents=True)
+        (tmp_path / run / "train" / "events.out.tfevents.1.host").write_bytes(b"")
+    with pytest.raises(HistoryError, match="holds 2 TensorBoard runs"):
+        read_history(tmp_path)

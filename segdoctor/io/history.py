@@ -249,6 +249,11 @@ def read_tensorboard_dir(path: str | Path) -> History:
     event_files = sorted(f for f in p.rglob("events.out.tfevents*") if f.is_file())
     if not event_files:
         raise HistoryError(f"{p}: a folder without TensorBoard event files (events.out.tfevents.*). Expected {ACCEPTED_FORMATS}.")
+    # Keras writes <logdir>/train and <logdir>/validation; several such pairs are several runs.
+    roots = sorted({str(f.parent.parent if f.parent.name in _RUN_PREFIX else f.parent) for f in event_files})
+    if len(roots) > 1:
+        shown = ", ".join(str(Path(r).relative_to(p)) if r != str(p) else "." for r in roots[:4])
+        raise HistoryError(f"{p}: holds {len(roots)} TensorBoard runs ({shown}{', ...' if len(roots) > 4 else ''}). Expected one run: pass its folder.")
     by_step: dict[str, dict[int, float]] = {}
     for f in event_files:
         run = f.parent.name if f.parent != p else "train"
