@@ -349,3 +349,10 @@ def test_sd604_stalled_after_the_schedule_took_the_lr_to_its_floor():
     assert "since the learning rate dropped from 0.001 to 1e-07 at epoch 11" in f.title
     # the same flat tail at a useful LR is ordinary convergence
     assert "SD604" not in codes({"loss": loss, "lr": [1e-3] * 10 + [1e-4] * 6})
+
+
+def test_loss_matched_to_the_iou_column_when_it_is_minus_iou():
+    iou = np.linspace(0.2, 0.7, 6)
+    result = diagnose({"loss": -iou, "dice_coef": np.linspace(0.3, 0.8, 6), "iou": iou})
+    row = {r[0]: r for r in result.sections[0].tables[0].rows}["loss"]
+    assert "-iou" in row[1]

@@ -104,10 +104,14 @@ class HistoryContext:
         for name, role in self.roles.items():
             if role.kind != curves.LOSS:
                 continue
-            partner = self._overlap_partner(role.split)
-            self.loss_forms[name] = curves.loss_form(
-                self.values(name), None if partner is None else self.values(partner), metric_name=partner
-            )
+            # the loss may be -Dice or -IoU: try each overlap column of its split before judging it alone
+            form = None
+            for partner in self.columns(curves.DICE, curves.IOU, split=role.split):
+                candidate = curves.loss_form(self.values(name), self.values(partner), metric_name=partner)
+                if candidate.metric is not None:
+                    form = candidate
+                    break
+            self.loss_forms[name] = form or curves.loss_form(self.values(name))
 
     # column access ---------------------------------------------------------------------------
     @property

@@ -85,7 +85,8 @@ LOWEST_STANDARD_LOSS = -1.0
 class LossForm:
     """How a loss column relates to a perfect fit.
 
-    ``offset`` turns the loss into a distance from a perfect fit (``loss + offset >= 0``) so that
+    ``metric`` names the column the loss was matched to (None when the form is inferred from the
+    values alone). ``offset`` turns the loss into a distance from a perfect fit (``loss + offset >= 0``) so that
     ratios such as "10x its minimum" mean something; it is ``None`` when the loss is negative for no
     standard reason (then only differences, never ratios, are judged).
     """
@@ -123,7 +124,7 @@ def loss_form(loss: np.ndarray, metric: np.ndarray | None = None, *, metric_name
         return LossForm(NEGATIVE_UNEXPLAINED, None, None)
     if lowest < 0:
         # In [-1, 0): the shape of -Dice (or CE - Dice) even when no Dice column confirms it.
-        return LossForm(NEGATIVE_OVERLAP, metric_name, 1.0)
+        return LossForm(NEGATIVE_OVERLAP, None, 1.0)
     return LossForm(PLAIN)
 
 
