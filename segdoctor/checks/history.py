@@ -503,55 +503,65 @@ class LossOscillation(Check):
 
     def run(self, ctx: HistoryContext) -> Iterator[Finding]:
         cuts = [i for i, _, _ in ctx.lr_steps()]
+        bounds = [0, *cuts, ctx.n]
+        segments = [(a, b - 1) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 6]
+        found = {}
         for name in ctx.columns(curves.LOSS):
             y = ctx.values(name)
-            form = ctx.loss_forms[name]
-            level_series = y + (form.offset or 0.0)
-            bounds = [0, *cuts, ctx.n]
-            segments = [(a, b - 1) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 6]
-            results = []
-            bad = []
+            level_series = y + (ctx.loss_forms[name].offset or 0.0)
+            results, bad = [], []
             for a, b in segments:
                 stats = self._stats(y[a:b + 1], level_series[a:b + 1])
                 results.append((a, b, stats))
                 bad.extend(self._episodes(y, level_series, a, b, stats))
-            if not bad:
-                continue
-            a, b, s = max(bad, key=lambda r: r[2]["comparisons"])
-            evidence = {"column": name, "direction_changes": s["changes"], "comparisons": s["comparisons"],
-                        "smoothness": round(s["smoothness"], 3), "variation_to_net_change": round(s["variation_ratio"], 2),
-                        "mean_step_to_level": round(s["step_to_level"], 3), "epochs": ctx.epoch_range(a, b)}
-            net = f"net change {_g(s['net'])}"
-            title = (f"{name} changed direction in {s['changes']} of {s['comparisons']} steps ({ctx.epoch_range(a, b)}); "
-                     f"its swings add up to {_times(s['variation_ratio'])} its {net} and average {_pct(s['step_to_level'])} of its level")
-            why = "A loss that keeps reversing with swings this large against its trend is not converging."
-            calm_after = [r for r in results if r[0] > b and r[2] is not None and not r[2]["oscillating"]]
-            lr_then = ctx.lr_at(b)
-            if calm_after and cuts:
-                drop = next((i, x, z) for i, x, z in ctx.lr_steps() if i == b + 1)
-                why += (f" It calmed down after the learning rate dropped from {_g(drop[1])} to {_g(drop[2])} at epoch "
-                        f"{ctx.epoch(drop[0])}: the learning rate before the drop was too high.")
-                evidence["learning_rate_drop"] = f"{_g(drop[1])} → {_g(drop[2])} at epoch {ctx.epoch(drop[0])}"
-            elif lr_then is not None:
-                evidence["learning_rate"] = lr_then
-            role = ctx.roles[name]
-            twin = ctx.twin(name)
-            train_calm = False
-            if role.split == "val" and twin is not None:
-                ts = self._stats(ctx.values(twin)[a:b + 1], (ctx.values(twin) + (ctx.loss_forms[twin].offset or 0.0))[a:b + 1])
-                train_calm = ts is not None and not ts["oscillating"]
-            sentence, lr_literal = ctx.lr_advice(b, factor="0.1-0.3")
-            if train_calm:
-                why += (f" The train loss ({twin}) is smooth over the same epochs, so the validation set is the likely cause: "
-                        "too few images, images unlike the training set, or BatchNorm statistics that differ at inference.")
-                fix = (f"Enlarge or re-split the validation set (stratified), and select the model on a smoothed val metric; "
-                       f"if the swings remain, {sentence[0].lower() + sentence[1:]}.")
-            else:
-                fix = f"{sentence} and reduce it on plateaus; a larger batch also steadies the updates."
-            monitor = "val_loss" if "val_loss" in ctx.roles else name
-            snippet = (f"optimizer = keras.optimizers.Adam(learning_rate={lr_literal})\n" + _PLATEAU_SNIPPET.format(monitor=monitor))
-            yield self.finding(title=title, evidence=evidence, why=why, fix=fix, snippet=snippet,
-                               figures=[ctx.loss_figure(spans=[ctx.span(a, b, "oscillation")])])
+            if bad:
+                found[name] = (max(bad, key=lambda r: r[2]["comparisons"]), results)
+        if not found:
+            return
+        # one finding: the train loss leads when it oscillates too, the others are named in the title
+        name = max(found, key=lambda n: (ctx.roles[n].split == "train", found[n][0][2]["comparisons"]))
+        (a, b, s), results = found[name]
+        others = [n for n in found if n != name]
+        evidence = {"column": name, "direction_changes": s["changes"], "comparisons": s["comparisons"],
+                    "smoothness": round(s["smoothness"], 3), "variation_to_net_change": round(s["variation_ratio"], 2),
+                    "mean_step_to_level": round(s["step_to_level"], 3), "epochs": ctx.epoch_range(a, b),
+                    "also_oscillating": ", ".join(others) or "none"}
+        if math.isfinite(s["variation_ratio"]):
+            swings = f"its swings add up to {_times(s['variation_ratio'])} its net change ({_g(s['net'])})"
+        else:
+            swings = "its swings cancel out (no net change)"
+        title = (f"{name} changed direction in {s['changes']} of {s['comparisons']} steps ({ctx.epoch_range(a, b)}); "
+                 f"{swings}, averaging {_pct(s['step_to_level'])} of its level")
+        if others:
+            title += f"; {', '.join(others)} too"
+        why = "A loss that keeps reversing with swings this large against its trend is not converging."
+        drop = next(((i, x, z) for i, x, z in ctx.lr_steps() if i > b and z < x), None)
+        calm_after = drop is not None and any(
+            r[0] >= drop[0] and r[2] is not None and not r[2]["oscillating"] for r in results)
+        if calm_after:
+            why += (f" It calmed down after the learning rate dropped from {_g(drop[1])} to {_g(drop[2])} at epoch "
+                    f"{ctx.epoch(drop[0])}: the learning rate before the drop was too high.")
+            evidence["learning_rate_drop"] = f"{_g(drop[1])} → {_g(drop[2])} at epoch {ctx.epoch(drop[0])}"
+        elif ctx.lr_at(b) is not None:
+            evidence["learning_rate"] = ctx.lr_at(b)
+        twin = ctx.twin(name)
+        train_calm = False
+        if ctx.roles[name].split == "val" and twin is not None:
+            tv = ctx.values(twin)
+            ts = self._stats(tv[a:b + 1], (tv + (ctx.loss_forms[twin].offset or 0.0))[a:b + 1])
+            train_calm = ts is not None and not ts["oscillating"]
+        sentence, lr_literal = ctx.lr_advice(b, factor="0.1-0.3")
+        if train_calm:
+            why += (f" The train loss ({twin}) is smooth over the same epochs, so the validation set is the likely cause: "
+                    "too few images, images unlike the training set, or BatchNorm statistics that differ at inference.")
+            fix = (f"Enlarge or re-split the validation set (stratified), and select the model on a smoothed val metric; "
+                   f"if the swings remain, {sentence[0].lower() + sentence[1:]}.")
+        else:
+            fix = f"{sentence} and reduce it on plateaus; a larger batch also steadies the updates."
+        monitor = "val_loss" if "val_loss" in ctx.roles else name
+        snippet = f"optimizer = keras.optimizers.Adam(learning_rate={lr_literal})\n" + _PLATEAU_SNIPPET.format(monitor=monitor)
+        yield self.finding(title=title, evidence=evidence, why=why, fix=fix, snippet=snippet,
+                           figures=[ctx.loss_figure(spans=[ctx.span(a, b, "oscillation")])])
 
     @classmethod
     def _episodes(cls, y: np.ndarray, level_series: np.ndarray, a: int, b: int, whole: dict | None) -> list:
