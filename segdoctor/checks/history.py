@@ -1028,8 +1028,9 @@ class EarlyStopTooSoon(Check):
 
     Thresholds: the monitored loss (val loss if logged) is best at the last epoch and fell >= 5%
     (of its distance from a perfect fit, or of its range) over the last 3 epochs, falling throughout
-    them. Info only: stopping may have been deliberate. On healthy_control it notes that the val loss
-    still fell 17% per epoch when the log ends at epoch 6.
+    them. Info only: stopping may have been deliberate. Not judged on a loss below -1 (SD609: its values
+    mean nothing). On healthy_control it notes that the val loss still fell 42% over the last 3
+    epochs when the log ends at epoch 6.
     """
 
     code = "SD608"
@@ -1039,8 +1040,8 @@ class EarlyStopTooSoon(Check):
 
     def run(self, ctx: HistoryContext) -> Iterator[Finding]:
         name = ctx.main_loss("val") or ctx.main_loss("train")
-        if name is None:
-            return
+        if name is None or ctx.loss_forms[name].form == curves.NEGATIVE_UNEXPLAINED:
+            return  # an impossible loss (SD609) says nothing about how far training got
         y = ctx.values(name)
         idx, yv = curves.finite_part(y)
         if yv.size < 2 or int(idx[-1]) != ctx.n - 1 or int(np.argmin(yv)) != yv.size - 1:
