@@ -125,3 +125,45 @@ def test_with_data_uses_the_data_checks(tmp_path, main):
     codes = {f["code"] for f in report["findings"]}
     assert any(c.startswith("SD1") for c in codes)  # the data findings (0/255 masks at least) are merged
     assert {c["code"] for c in report["checks"]} >= {f"SD6{i:02d}" for i in range(1, 11)}
+
+
+def test_background_share_is_read_from_a_data_report():
+    from segdoctor.commands.history import background_share_from
+    from segdoctor.findings import Finding, Severity
+    from segdoctor.report.model import Report
+
+    assert background_share_from(Report("check-data", "d", facts={"background_share": 0.78})) == 0.78
+    assert background_share_from(Report("check-data", "d", facts={"foreground_share": 0.05})) == pytest.approx(0.95)
+    sd151 = Finding("SD151", "class-imbalance", Severity.WARNING, "t", {"foreground_share": 0.02}, "w", "f")
+    assert background_share_from(Report("check-data", "d", findings=[sd151])) == pytest.approx(0.98)
+    assert background_share_from(Report("check-data", "d")) is None
+
+
+def test_data_path_merges_data_findings_and_uses_the_background_share(tmp_path, monkeypatch):
+    """check_history(data_dir=...) with a stand-in data command: the wiring, not the data checks."""
+    import sys
+    import types
+
+    from segdoctor.commands.history import check_history
+    from segdoctor.findings import Finding, Severity
+    from segdoctor.report.model import Report
+
+    calls = {}
+    mask_finding = Finding("SD101", "mask-0-255", Severity.ERROR, "30 of 30 masks hold only 0 and 255",
+                           {"masks": 30}, "w", "f")
+
+    def check_data(path, *, select=(), ignore=()):
+        calls["args"] = (path, tuple(select), tuple(ignore))
+        return Report("check-data", str(path), findings=[mask_finding], facts={"background_share": 0.78})
+
+    stand_in = types.ModuleType("segdoctor.commands.data")
+    stand_in.check_data = check_data
+    monkeypatch.setitem(sys.modules, "segdoctor.commands.data", stand_in)
+    log = write(tmp_path, "h.json", {"loss": [0.53, 0.528, 0.529, 0.527, 0.528, 0.526], "accuracy": [0.7804] * 6})
+    report = check_history(log, data_dir=tmp_path / "data")
+    assert calls["args"] == (tmp_path / "data", (), ())
+    by_code = {f.code: f for f in report.findings}
+    assert "SD101" in by_code  # merged
+    assert "background share" in by_code["SD606"].title  # 0.7804 is what a constant prediction scores
+    assert by_code["SD604"].evidence["constant_predictor_bce"] == pytest.approx(0.5269, abs=1e-3)
+    assert "constant prediction" in by_code["SD604"].title
