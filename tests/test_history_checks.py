@@ -356,3 +356,23 @@ def test_loss_matched_to_the_iou_column_when_it_is_minus_iou():
     result = diagnose({"loss": -iou, "dice_coef": np.linspace(0.3, 0.8, 6), "iou": iou})
     row = {r[0]: r for r in result.sections[0].tables[0].rows}["loss"]
     assert "-iou" in row[1]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_cell = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.none())
+_names = st.sampled_from(["loss", "val_loss", "dice_coef", "val_dice_coef", "accuracy", "val_accuracy", "iou",
+                          "lr", "precision", "bce_loss"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=1, max_value=30).flatmap(
+    lambda n: st.dictionaries(_names, st.lists(_cell, min_size=n, max_size=n), min_size=1, max_size=6)))
+def test_no_check_crashes_on_any_log(columns):
+    if all(v is None for col in columns.values() for v in col):
+        return  # the reader refuses a log without a single value
+    result = diagnose(columns)
+    assert [s for s in result.checks if s.status == "crashed"] == []
+    for f in result.findings:
+        assert f.title and f.fix and f.why

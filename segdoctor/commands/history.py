@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,7 +41,6 @@ examples:
   segdoctor check-history logs/ --fail-on warning
 """
 
-log = logging.getLogger(__name__)
 
 
 class HistoryDiagnosis(NamedTuple):

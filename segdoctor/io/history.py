@@ -34,7 +34,7 @@ CALLBACK_FORMAT = "segdoctor.history/1"
 _MISSING_TOKENS = frozenset({"", "na", "n/a", "null", "none", "-"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare columns explicitly
 class History:
     """Per-epoch values of every logged quantity.
 

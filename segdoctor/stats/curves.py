@@ -101,7 +101,7 @@ class LossForm:
             PLAIN: "a loss that is 0 at a perfect fit",
             NEGATIVE_OVERLAP: f"-{self.metric or 'Dice'} (negative by design, -1 at a perfect fit)",
             ONE_MINUS_OVERLAP: f"1 - {self.metric or 'Dice'}",
-            NEGATIVE_UNEXPLAINED: "negative below -1: no standard loss can be",
+            NEGATIVE_UNEXPLAINED: "below -1, which no standard loss reaches (SD609)",
         }[self.form]
 
 
