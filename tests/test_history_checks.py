@@ -376,3 +376,13 @@ def test_no_check_crashes_on_any_log(columns):
     assert [s for s in result.checks if s.status == "crashed"] == []
     for f in result.findings:
         assert f.title and f.fix and f.why
+
+
+def test_sd608_quiet_when_a_long_converged_log_ends_on_three_lucky_epochs():
+    rng = np.random.default_rng(4)
+    val = 0.2 + 0.005 * rng.standard_normal(60)
+    val[-4:] = [0.2, 0.19, 0.18, 0.17]  # falling, and the best epoch is the last
+    assert val[:-1].min() > val[-1]
+    assert "SD608" not in codes({"loss": np.linspace(0.5, 0.15, 60), "val_loss": val})
+    # the same ending on a short log is a real "still improving"
+    assert "SD608" in codes({"loss": np.linspace(0.5, 0.15, 6), "val_loss": [0.3, 0.25, 0.2, 0.19, 0.18, 0.17]})

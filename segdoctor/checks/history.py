@@ -60,6 +60,7 @@ OVERFIT_TREND_TAU = 0.3
 OVERFIT_METRIC_GAP = 0.15
 #: SD608: still improving by this much over the last steps when the log ends
 STILL_IMPROVING = 0.05
+STILL_IMPROVING_TAU = -0.6
 #: SD609: tolerance for rounding before a Dice/IoU/accuracy counts as outside [0, 1]
 RANGE_TOLERANCE = 1e-3
 #: SD610: identical (to 1e-6) for this many epochs while the loss moves by MOVING_LOSS
@@ -1028,7 +1029,8 @@ class EarlyStopTooSoon(Check):
 
     Thresholds: the monitored loss (val loss if logged) is best at the last epoch and fell >= 5%
     (of its distance from a perfect fit, or of its range) over the last 3 epochs, falling throughout
-    them. Info only: stopping may have been deliberate. Not judged on a loss below -1 (SD609: its values
+    them, and on logs over 20 epochs the last fifth trends down (Kendall tau <= -0.6), so that three
+    lucky epochs of a noisy converged loss do not count. Info only: stopping may have been deliberate. Not judged on a loss below -1 (SD609: its values
     mean nothing). On healthy_control it notes that the val loss still fell 42% over the last 3
     epochs when the log ends at epoch 6.
     """
@@ -1049,6 +1051,11 @@ class EarlyStopTooSoon(Check):
         k = min(3, yv.size - 1)
         window = yv[-(k + 1):]
         if not np.all(np.diff(window) < 0):
+            return
+        # On a long log three falling epochs can be noise: the last fifth must trend down as well.
+        recent = yv[-max(k + 1, yv.size // 5):]
+        tau = curves.trend_tau(recent)
+        if recent.size > k + 1 and not tau <= STILL_IMPROVING_TAU:
             return
         d = ctx.distance(name)
         if d is not None and d[idx[-(k + 1)]] > 1e-12:
