@@ -9,6 +9,7 @@ from segdoctor.commands.history import diagnose_history
 from segdoctor.findings import Severity
 from segdoctor.io.history import history_from_mapping
 from segdoctor.registry import all_checks
+from segdoctor.stats import curves
 
 
 def diagnose(columns, **kwargs):
@@ -386,3 +387,12 @@ def test_sd608_quiet_when_a_long_converged_log_ends_on_three_lucky_epochs():
     assert "SD608" not in codes({"loss": np.linspace(0.5, 0.15, 60), "val_loss": val})
     # the same ending on a short log is a real "still improving"
     assert "SD608" in codes({"loss": np.linspace(0.5, 0.15, 6), "val_loss": [0.3, 0.25, 0.2, 0.19, 0.18, 0.17]})
+
+
+def test_sd602_long_noisy_converged_log_is_not_divergence():
+    rng = np.random.default_rng(0)
+    e = np.arange(3000)
+    loss = 0.5 * np.exp(-e / 500) + 0.1 + 0.01 * rng.standard_normal(e.size)
+    steps, _, _ = curves.longest_rising_run(loss)
+    assert steps >= 5  # noise alone makes 5-step runs in a log this long
+    assert "SD602" not in codes({"loss": loss})

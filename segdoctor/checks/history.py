@@ -396,7 +396,8 @@ class LossDivergence(Check):
 
     Thresholds: the loss (as distance from a perfect fit, so a ``-Dice`` loss is judged as
     ``1 - Dice``) ends at >= 2x its smoothed minimum with a rising trend after it (Kendall tau >= 0.5),
-    or rises for >= 5 consecutive epochs by >= 10% in all. The train loss is judged; the val loss
+    or rises for >= 5 consecutive epochs by >= 10% in all (more on logs over 36 epochs, so that noise
+    alone would make such a run with < 5% chance: 6 steps up to 252 epochs, 7 up to 2016). The train loss is judged; the val loss
     only when no train loss is logged (then as a warning: it may be overfitting). Calibrated to stay
     quiet on val_loss_oscillation (a zig-zag without trend, tau 0.08) and on the negative loss of
     negative_loss_iou_above_1 (falling throughout).
@@ -459,7 +460,7 @@ class LossDivergence(Check):
                                    "last": float(y[i1]), "ratio_to_minimum": round(tail / floor, 3),
                                    "trend_tau_after_minimum": round(tau, 3)}, i0, i1
         steps, s0, s1 = curves.longest_rising_run(y)
-        if steps >= DIVERGENCE_RISING_STEPS:
+        if steps >= _rising_steps_needed(yv.size):
             if d is not None:
                 rise = (d[s1] - d[s0]) / max(abs(d[s0]), 1e-12)
             else:
@@ -469,6 +470,19 @@ class LossDivergence(Check):
                 return title, {"column": name, "rising_steps": steps, "start": float(y[s0]), "end": float(y[s1]),
                                "relative_rise": round(float(rise), 3)}, s0, s1
         return None
+
+
+def _rising_steps_needed(n: int) -> int:
+    """Rising steps that count as divergence in a log of n epochs.
+
+    Pure noise rises k times in a row with probability 1/(k+1)! at each epoch, so a long log holds
+    such runs by chance (a 20000-epoch log about 28 runs of 5). The run asked for grows with the
+    log until noise would produce one with under 5% chance; up to 36 epochs it stays at 5.
+    """
+    k = DIVERGENCE_RISING_STEPS
+    while n / math.factorial(k + 1) > 0.05:
+        k += 1
+    return k
 
 
 # --- SD603 -----------------------------------------------------------------------------------------
