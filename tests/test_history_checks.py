@@ -396,3 +396,13 @@ def test_sd602_long_noisy_converged_log_is_not_divergence():
     steps, _, _ = curves.longest_rising_run(loss)
     assert steps >= 5  # noise alone makes 5-step runs in a log this long
     assert "SD602" not in codes({"loss": loss})
+
+
+def test_diagnose_history_accepts_a_path(tmp_path):
+    import json
+
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps({"loss": [0.2] * 5, "dice_coef": [0.0] * 5}))
+    findings, checks, sections = diagnose_history(p, ignore=["SD604"])
+    assert [f.code for f in findings] == ["SD605"]
+    assert len(checks) == 9 and sections[0].title == "Training history"

@@ -141,8 +141,9 @@ def test_json_and_csv_readers_do_not_import_tensorflow(tmp_path):
     assert out.stdout.strip() == ""
 
 
-@pytest.mark.slow
-def test_tensorboard_log_written_by_keras(tmp_path):
+@pytest.fixture(scope="module")
+def keras_tensorboard_log(tmp_path_factory):
+    """A TensorBoard log written by keras.callbacks.TensorBoard in a 3-epoch fit of a one-layer model."""
     keras = pytest.importorskip("keras")
     pytest.importorskip("tensorboard")
     inputs = keras.Input((4, 4, 1))
@@ -151,16 +152,35 @@ def test_tensorboard_log_written_by_keras(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((8, 4, 4, 1)).astype("float32")
     y = (x > 0.5).astype("float32")
-    logdir = tmp_path / "logs"
+    logdir = tmp_path_factory.mktemp("tensorboard") / "logs"
     fitted = model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0,
                        callbacks=[keras.callbacks.TensorBoard(str(logdir), write_graph=False)])
+    return logdir, fitted.history
+
+
+@pytest.mark.slow
+def test_tensorboard_log_written_by_keras(keras_tensorboard_log):
+    logdir, fitted_history = keras_tensorboard_log
     h = read_history(logdir)
     assert h.format == "tensorboard"
     assert list(h.epochs) == [1, 2, 3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(h.columns)
-    np.testing.assert_allclose(h.columns["loss"], fitted.history["loss"], rtol=1e-5)
-    np.testing.assert_allclose(h.columns["val_loss"], fitted.history["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(h.columns["loss"], fitted_history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h.columns["val_loss"], fitted_history["val_loss"], rtol=1e-5)
     np.testing.assert_allclose(h.columns["learning_rate"], 1e-2, rtol=1e-5)
+    # an event file given directly reads as its run
+    event_file = next((logdir / "validation").glob("events.out.tfevents*"))
+    assert set(read_history(event_file).columns) == set(h.columns)
+    assert set(read_history(logdir / "validation").columns) >= {"val_loss", "val_accuracy"}
+
+
+@pytest.mark.slow
+def test_tensorboard_log_read_with_tensorflow_alone(keras_tensorboard_log, monkeypatch):
+    logdir, fitted_history = keras_tensorboard_log
+    # as if the tensorboard package were not installed: TensorFlow's own summary iterator is used
+    monkeypatch.setitem(sys.modules, "tensorboard.backend.event_processing.event_file_loader", None)
+    h = read_history(logdir)
+    np.testing.assert_allclose(h.columns["val_loss"], fitted_history["val_loss"], rtol=1e-5)
 
 
 def test_tensorboard_folder_with_several_runs_asks_for_one(tmp_path):

@@ -59,14 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def diagnose_history(
-    history: History,
+    history: History | str | Path,
     *,
     background_share: float | None = None,
     data_findings: Sequence[Finding] = (),
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
 ) -> HistoryDiagnosis:
-    """Run the SD6xx checks on a History; return (findings, statuses, sections).
+    """Run the SD6xx checks on a History (or the log at a path); return (findings, statuses, sections).
+
+    This is what ``check-model --history FILE`` calls: merge the result into its report with
+    ``report.add(result.findings, result.checks)`` and ``report.sections.extend(result.sections)``.
+    A path that cannot be read raises ``HistoryError`` (exit status 2 in the CLI).
 
     ``background_share`` (share of background pixels in the masks, 0..1) sharpens SD604/SD606;
     ``data_findings`` (from the data checks) let the fixes quote the loss prescription (SD151) and
@@ -75,6 +79,8 @@ def diagnose_history(
     """
     from segdoctor.checks.history import HistoryContext
 
+    if not isinstance(history, History):
+        history = read_history(history)
     checks = select_checks(("history",), select, ignore)
     ctx = HistoryContext(history, background_share=background_share, data_findings=tuple(data_findings))
     findings, statuses = run_checks(checks, {"history": ctx})

@@ -135,7 +135,8 @@ def read_history(path: str | Path) -> History:
     except OSError as exc:
         raise HistoryError(f"{p}: cannot be read ({exc.strerror or exc}). Expected {ACCEPTED_FORMATS}.") from None
     if p.name.startswith("events.out.tfevents"):
-        return read_tensorboard_dir(p.parent)
+        # one event file of a Keras log: read the whole run (train/ and validation/ beside it)
+        return read_tensorboard_dir(p.parent.parent if p.parent.name in _RUN_PREFIX else p.parent)
     if not raw.strip():
         raise HistoryError(f"{p}: the file is empty. Expected {ACCEPTED_FORMATS}.")
     try:
@@ -256,7 +257,8 @@ def read_tensorboard_dir(path: str | Path) -> History:
         raise HistoryError(f"{p}: holds {len(roots)} TensorBoard runs ({shown}{', ...' if len(roots) > 4 else ''}). Expected one run: pass its folder.")
     by_step: dict[str, dict[int, float]] = {}
     for f in event_files:
-        run = f.parent.name if f.parent != p else "train"
+        # files right in the given folder are a single run's (Keras writes train/ and validation/)
+        run = f.parent.name if f.parent.name in _RUN_PREFIX or f.parent != p else "train"
         prefix = _RUN_PREFIX.get(run)
         if prefix is None:
             continue  # other runs (profiler, custom writers) are not per-epoch history
