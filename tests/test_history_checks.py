@@ -406,3 +406,8 @@ def test_diagnose_history_accepts_a_path(tmp_path):
     findings, checks, sections = diagnose_history(p, ignore=["SD604"])
     assert [f.code for f in findings] == ["SD605"]
     assert len(checks) == 9 and sections[0].title == "Training history"
+
+
+def test_sd601_only_val_loss_nan_points_at_the_validation_data():
+    f = only({"loss": [0.6, 0.5, 0.4], "val_loss": [float("nan")] * 3}, "SD601")
+    assert "validation data" in f.why and "check-data" in f.fix

@@ -358,7 +358,14 @@ class LossNan(Check):
         if others:
             title += f"; {', '.join(others[:3])} too"
         sentence, lr_literal = ctx.lr_advice(first_bad)
-        if from_start:
+        train_losses_finite = all(np.isfinite(ctx.values(n)[~ctx.history.is_missing(n)]).all()
+                                  for n in ctx.columns(curves.LOSS, split="train"))
+        if ctx.roles[name].split == "val" and ctx.columns(curves.LOSS, split="train") and train_losses_finite:
+            cause = ("Only the validation loss is non-finite while the training loss stays finite: the validation data "
+                     "holds a broken sample (NaN/Inf pixels, a label outside the classes) or an empty batch.")
+            fix = ("Run `segdoctor check-data` on the validation images and masks (SD202 NaN images, SD107 labels) and "
+                   "check that the validation generator yields non-empty batches.")
+        elif from_start:
             cause = ("A loss that is NaN from the first epoch usually comes from the labels or the loss itself: class ids "
                      "at or above the number of output channels, 0/255 masks, or log(0) / 0/0 in a custom loss.")
             fix = ("Run `segdoctor check-data` on the masks (SD101, SD107), keep a smooth term in custom Dice/IoU "
@@ -504,11 +511,10 @@ class LossOscillation(Check):
     also scanned in 20-epoch windows), smoothness (share of steps without a sign change of the
     differences) < 0.5, total variation >= 3x the net change, and a mean epoch-to-epoch step >= 20%
     of the loss level (the +-5-10% noise of a converged val loss on a small validation set is not an
-    oscillation). Calibrated on val_loss_oscillation (smoothness
-    0.33: 62 direction changes in 93 steps, steps 6.3x the median level, variation 1176x the net
-    change); quiet on the val loss of negative_loss_iou_above_1 (smoothness 0.43, but variation only
-    1.09x the net change: a steep descent with small bumps) and on dice_zero's flat loss (steps 1.8%
-    of the level).
+    oscillation). Calibrated on val_loss_oscillation (smoothness 0.33: 62 direction changes in 93
+    steps, steps 6.3x the median level, variation 1176x the net change); quiet on the val loss of
+    negative_loss_iou_above_1 (smoothness 0.43, but variation only 1.09x the net change: a steep
+    descent with small bumps) and on dice_zero's flat loss (steps 1.8% of the level).
     """
 
     code = "SD603"
