@@ -403,9 +403,10 @@ class LossDivergence(Check):
 
     Thresholds: the loss (as distance from a perfect fit, so a ``-Dice`` loss is judged as
     ``1 - Dice``) ends at >= 2x its smoothed minimum with a rising trend after it (Kendall tau >= 0.5),
-    or rises for >= 5 consecutive epochs by >= 10% in all (more on logs over 36 epochs, so that noise
-    alone would make such a run with < 5% chance: 6 steps up to 252 epochs, 7 up to 2016). The train loss is judged; the val loss
-    only when no train loss is logged (then as a warning: it may be overfitting). Calibrated to stay
+    or rises for >= 5 consecutive epochs by >= 10% in all (more on logs over 36 epochs, so that
+    noise alone would make such a run with < 5% chance: 6 steps up to 252 epochs, 7 up to 2016).
+    The train loss is judged; the val loss only when no train loss is logged (then as a warning:
+    it may be overfitting). Calibrated to stay
     quiet on val_loss_oscillation (a zig-zag without trend, tau 0.08) and on the negative loss of
     negative_loss_iou_above_1 (falling throughout).
     """
@@ -1049,9 +1050,9 @@ class EarlyStopTooSoon(Check):
 
     Thresholds: the monitored loss (val loss if logged) is best at the last epoch and fell >= 5%
     (of its distance from a perfect fit, or of its range) over the last 3 epochs, falling throughout
-    them, and on logs over 20 epochs the last fifth trends down (Kendall tau <= -0.6), so that three
-    lucky epochs of a noisy converged loss do not count. Info only: stopping may have been deliberate. Not judged on a loss below -1 (SD609: its values
-    mean nothing). On healthy_control it notes that the val loss still fell 42% over the last 3
+    them, and on logs of 25 epochs or more the last fifth trends down (Kendall tau <= -0.6), so that
+    three lucky epochs of a noisy converged loss do not count. Info only: stopping may have been
+    deliberate. Not judged on a loss below -1 (SD609: its values mean nothing). On healthy_control it notes that the val loss still fell 42% over the last 3
     epochs when the log ends at epoch 6.
     """
 
