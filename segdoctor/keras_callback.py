@@ -44,7 +44,8 @@ class SegDoctorCallback(keras.callbacks.Callback):
         select, ignore: check codes, prefixes or names, as for ``--select`` / ``--ignore``.
             End-of-training rules (SD608) are ignored by default.
 
-    After training, ``callback.findings`` holds the findings of the last epoch.
+    After training, ``callback.findings`` holds the findings of the last epoch. Each ``fit()`` starts
+    a new history (and overwrites ``path``); give each run its own path to keep them all.
     """
 
     def __init__(

@@ -64,3 +64,27 @@ def test_json_and_csv_give_the_same_findings(stem):
     as_json = [(f.code, f.title) for f in findings(stem, "history.json")]
     as_csv = [(f.code, f.title) for f in findings(stem, "csv")]
     assert as_json == as_csv
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("stem", ["dice_zero", "healthy_control", "nan_loss", "negative_loss_iou_above_1", "val_loss_oscillation"])
+def test_every_figure_of_the_real_histories_draws(stem):
+    from segdoctor.report.figures import render_png
+
+    report = check_history(realdata_path("histories", f"{stem}.csv"))
+    figures = [fig for f in report.findings for fig in f.figures] + [fig for s in report.sections for fig in s.figures]
+    assert figures
+    for fig in figures:
+        png = render_png(fig)
+        assert png is not None and png.startswith(b"\x89PNG"), fig.title
+
+
+def test_one_epoch_log_figures_draw():
+    from segdoctor.commands.history import diagnose_history
+    from segdoctor.io.history import history_from_mapping
+    from segdoctor.report.figures import render_png
+
+    result = diagnose_history(history_from_mapping({"loss": [0.01], "accuracy": [0.998], "dice_coef": [4e-11], "lr": [1e-3]}))
+    figures = [fig for f in result.findings for fig in f.figures] + list(result.sections[0].figures)
+    assert {f.code for f in result.findings} >= {"SD605", "SD606"}
+    assert all(render_png(fig) is not None for fig in figures)
