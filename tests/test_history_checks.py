@@ -411,3 +411,10 @@ def test_diagnose_history_accepts_a_path(tmp_path):
 def test_sd601_only_val_loss_nan_points_at_the_validation_data():
     f = only({"loss": [0.6, 0.5, 0.4], "val_loss": [float("nan")] * 3}, "SD601")
     assert "validation data" in f.why and "check-data" in f.fix
+
+
+def test_sd605_collapse_to_a_few_percent_after_a_good_peak():
+    f = only({"loss": np.linspace(1, 0.5, 8), "iou": [0.2, 0.5, 0.7, 0.72, 0.4, 0.1, 0.03, 0.02]}, "SD605")
+    assert "fell from 0.72" in f.title and f.severity == Severity.ERROR
+    # a dip to 0.3 is not a collapse
+    assert "SD605" not in codes({"loss": np.linspace(1, 0.5, 8), "iou": [0.2, 0.5, 0.7, 0.72, 0.4, 0.3, 0.3, 0.31]})

@@ -25,8 +25,10 @@ from segdoctor.stats.curves import ColumnRole, LossForm
 NEAR_ZERO_OVERLAP = 0.01
 #: with one or two epochs only, a value this small is already a collapse (the smooth term alone, e.g. 4e-11)
 ESSENTIALLY_ZERO_OVERLAP = 1e-3
-#: a metric that once reached this much overlap had learned something before it fell
+#: a metric that once reached this much overlap had learned something before it fell ...
 RISEN_OVERLAP = 0.1
+#: ... and has collapsed when it ends below this and below a tenth of its peak
+COLLAPSED_AFTER_PEAK = 0.05
 #: the accuracy trap: accuracy at least this high while the overlap metric is below TRAP_OVERLAP
 HIGH_ACCURACY = 0.9
 TRAP_OVERLAP = 0.05
@@ -754,7 +756,7 @@ class MetricCollapse(Check):
 
     Thresholds: every logged value below 0.01; with one or two epochs only, below 1e-3 for an error
     (4e-11 is the smooth term alone) and a warning otherwise. After a peak >= 0.1, the last two
-    values below 0.01. Values outside [0, 1] are left to SD609. Calibrated on dice_zero (0.0 in all 5
+    values below 0.05 and below a tenth of the peak (one such value: a warning). Values outside [0, 1] are left to SD609. Calibrated on dice_zero (0.0 in all 5
     epochs) and nan_loss (val IoU 1.7e-7 while the loss is NaN); quiet on healthy_control (0.27–0.83).
     """
 
@@ -782,7 +784,8 @@ class MetricCollapse(Check):
             if v[peak] >= RISEN_OVERLAP:
                 tail = v[peak + 1:]
                 k = 0
-                while k < tail.size and tail[tail.size - 1 - k] < NEAR_ZERO_OVERLAP:
+                floor = min(COLLAPSED_AFTER_PEAK, 0.1 * float(v[peak]))
+                while k < tail.size and tail[tail.size - 1 - k] < floor:
                     k += 1
                 if k >= 1:
                     hits.append({"name": name, "kind": "fell", "i0": int(idx[idx.size - k]), "i1": int(idx[-1]),
