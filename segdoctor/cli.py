@@ -20,6 +20,7 @@ from segdoctor.errors import SegDoctorError
 #: command modules, each with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args, progress)``
 COMMAND_MODULES = (
     "segdoctor.commands.data",
+    "segdoctor.commands.history",
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
