@@ -701,3 +701,25 @@ def test_sd103_void_minus_one(tmp_path, width, k):
     assert f.evidence["void_value"] == -1
     assert "ignore_class=-1" in f.snippet
     assert not codes(report) & {"SD107", "SD108"}
+
+
+def test_sd107_nan_and_inf_in_float_masks(tmp_path):
+    # regression: NaN/Inf pixels were replaced by 0 when analysed and then reported by no check
+    for i in range(N):
+        m = binary_mask(i).astype(np.float32)
+        if i < 2:
+            m[0, 0], m[5, 5] = np.nan, np.inf
+        save(tmp_path / "images" / f"c{i}.png", image_rgb(i))
+        save(tmp_path / "masks" / f"c{i}.npy", m)
+    f = by_code(run(tmp_path), "SD107")
+    assert f.severity is ERROR
+    assert f.title == f"2 of {N} masks hold NaN or Inf values"
+    assert f.files == ("masks/c0.npy", "masks/c1.npy")
+    assert f.evidence["nan_or_inf_pixels"] == 4
+
+
+def test_sd107_passes_on_finite_float_masks(tmp_path):
+    for i in range(N):
+        save(tmp_path / "images" / f"c{i}.png", image_rgb(i))
+        save(tmp_path / "masks" / f"c{i}.npy", binary_mask(i).astype(np.float32))
+    assert run(tmp_path).findings == []

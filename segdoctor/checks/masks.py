@@ -487,7 +487,7 @@ class MaskInterpolated(Check):
 
 @register
 class MaskUnexpectedLabels(Check):
-    """Values outside the declared classes (``--num-classes K``), or more distinct values than a label map can hold.
+    """Values outside the declared classes (``--num-classes K``), more distinct values than a label map can hold, or NaN/Inf.
 
     *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a mask with
     thousands of values is not a label map (probabilities, instance ids, or an image saved as a mask).
@@ -504,6 +504,17 @@ class MaskUnexpectedLabels(Check):
         s = ctx.labels
         k = ctx.options.num_classes
         total = sum(1 for _ in ctx.masks())
+        nonfinite = [(p, info["nonfinite"]) for p, _, info in ctx.masks() if info.get("nonfinite")]
+        if nonfinite:
+            yield self.finding(
+                title=f"{of(len(nonfinite), total)} masks hold NaN or Inf values",
+                evidence={"masks_with_nan_or_inf": len(nonfinite), "masks": total,
+                          "nan_or_inf_pixels": sum(n for _, n in nonfinite)},
+                why="A NaN or Inf target makes the loss NaN for the whole batch, and the weights with it.",
+                fix="Find where these masks were computed and replace the NaN/Inf pixels (with background or void).",
+                snippet="mask = np.nan_to_num(mask, nan=0.0, posinf=0.0, neginf=0.0)",
+                files=[ctx.dataset.display(p.mask) for p, _ in nonfinite],
+            )
         if k is not None:
             void = _void_value(s, k)
             bad_vals = [c for c in s.class_values if c != void and (c >= k or c < 0)]
