@@ -436,3 +436,46 @@ def test_same_folder_given_as_images_and_masks(tmp_path):
         _mask(tmp_path / "data" / f"{i}_mask.png", i)
     ds = discover_dataset(tmp_path, images="data", masks="data")
     assert {(p.image.name, p.mask.name) for p in ds.pairs} == {(f"{i}.png", f"{i}_mask.png") for i in range(3)}
+
+
+def test_masks_by_suffix_with_images_elsewhere_is_a_dataset_error(tmp_path):
+    # regression: ISIC-style folders (*_Input/ + *_GroundTruth/ with *_segmentation.png) were taken for
+    # "masks beside images": every mask came out unpaired and every image was silently left out
+    inp, gt = "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth"
+    for i in range(3):
+        save(tmp_path / inp / f"ISIC_{i:07d}.jpg", image_rgb(i))
+        save(tmp_path / gt / f"ISIC_{i:07d}_segmentation.png", binary_mask(i, fg=255))
+    with pytest.raises(DatasetError) as exc:
+        discover_dataset(tmp_path)
+    msg = str(exc.value)
+    assert "ISIC_0000000_segmentation.png" in msg and f"{inp}/" in msg and "--images" in msg
+    ds = discover_dataset(tmp_path, images=inp, masks=gt)
+    assert {(p.image.name, p.mask.name) for p in ds.pairs} == {
+        (f"ISIC_{i:07d}.jpg", f"ISIC_{i:07d}_segmentation.png") for i in range(3)}
+
+
+def test_test_split_without_masks_is_noted(tmp_path):
+    for i in range(2):
+        _img(tmp_path / "data" / "train" / "images" / f"{i}.png", i)
+        _mask(tmp_path / "data" / "train" / "masks" / f"{i}.png", i)
+        _img(tmp_path / "data" / "test" / "images" / f"{i}.png", i)
+    ds = discover_dataset(tmp_path)
+    assert len(ds.pairs) == 2 and {p.split for p in ds.pairs} == {"train"}
+    assert any("Not analysed: data/test/" in n for n in ds.notes), ds.notes
+
+
+def test_uppercase_extensions(tmp_path):
+    for i in range(2):
+        _img(tmp_path / "images" / f"C{i}.PNG", i)
+        _mask(tmp_path / "masks" / f"C{i}.PNG", i)
+    assert len(discover_dataset(tmp_path).pairs) == 2
+
+
+def test_two_candidate_mask_folders_are_noted(tmp_path):
+    for i in range(2):
+        _img(tmp_path / "images" / f"{i}.png", i)
+        _mask(tmp_path / "masks" / f"{i}.png", i)
+        _mask(tmp_path / "labels" / f"{i}.png", i)
+    ds = discover_dataset(tmp_path)
+    assert {p.mask.parent.name for p in ds.pairs} == {"masks"}
+    assert any("also found labels/" in n and "--masks" in n for n in ds.notes), ds.notes

@@ -458,6 +458,15 @@ def _from_groups(root: Path, groups, mask_pattern: str | None, notes: list[str],
                             for f in other})
             notes.append(f"Ignored {len(other)} files in {_rel(root, d).as_posix() or '.'}/ that are neither images nor masks "
                          f"by name ({', '.join(kinds)}).")
+    if not all_pairs and un_m:
+        # Masks found by their suffix, but nothing beside them pairs: the images live elsewhere (ISIC's
+        # *_Input/ + *_GroundTruth/). A report of unpaired masks alone would hide every image.
+        where = sorted({_rel(root, p.mask.parent).as_posix() or "." for p in un_m})
+        raise DatasetError(
+            f"{root}: found {len(un_m)} files named like masks (e.g. {un_m[0].mask.name}) in {', '.join(where[:3])}/ "
+            f"but no images beside them with the same stem (saw {_describe_tree(root)}). "
+            "Pass --images SUBDIR --masks SUBDIR."
+        )
     return _finish(root, all_pairs, un_i, un_m, rules, notes, layout)
 
 
