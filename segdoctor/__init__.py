@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # Lazily resolved so that `import segdoctor` stays light (no scan machinery, no Keras).
 _LAZY = {
     "check_data": "segdoctor.commands.data",
+    "check_history": "segdoctor.commands.history",
     "check_model": "segdoctor.commands.model",
 }
 

@@ -21,6 +21,7 @@ from segdoctor.errors import SegDoctorError
 COMMAND_MODULES = (
     "segdoctor.commands.data",
     "segdoctor.commands.model",
+    "segdoctor.commands.history",
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -88,13 +89,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
     for name in COMMAND_MODULES:
-        try:
-            mod = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a broken import inside the module is a bug, not an absent command
-                raise
-            log.debug("command module %s is not installed", name)
-            continue
+        mod = import_module(name)
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.DESCRIPTION,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

@@ -64,7 +64,7 @@ class Check:
             code=self.code,
             name=self.name,
             severity=self.severity if severity is None else severity,
-            title=title,
+            title=title[:1].upper() + title[1:],
             evidence=evidence,
             why=why,
             fix=fix,

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
 
 from segdoctor import cli
-from segdoctor.findings import Finding, Severity
-from segdoctor.report.model import Report
-from segdoctor.runner import CheckStatus
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_data" / "models"
@@ -71,49 +67,40 @@ def test_unsafe_flag_warns_in_the_terminal_and_the_report(tmp_path, capsys):
     assert "safe_mode=False" in capsys.readouterr().err and "safe_mode=False" in html.read_text()
 
 
-def test_history_flag_without_the_history_module_is_a_usage_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "segdoctor.commands.history", None)  # an import of it fails
-    rc, _, _ = _main(tmp_path, SAMPLES / "healthy_unet.keras", "--history", tmp_path / "h.json")
-    assert rc == 2 and "segdoctor.commands.history" in capsys.readouterr().err
-
-
-def test_history_report_is_merged(tmp_path, monkeypatch):
-    fake = types.ModuleType("segdoctor.commands.history")
-
-    def check_history(path):
-        f = Finding("SD605", "metric-collapse", Severity.ERROR, "Dice stays at 0.00 for 30 epochs", {"epochs": 30}, "why", "fix")
-        return Report(command="check-history", target=str(path), findings=[f],
-                      checks=[CheckStatus("SD605", "metric-collapse", "found", 0.0)])
-
-    fake.check_history = check_history
-    monkeypatch.setitem(sys.modules, "segdoctor.commands.history", fake)
+def test_history_without_the_history_module_is_a_usage_error(tmp_path, monkeypatch):
     import segdoctor.commands
-
-    monkeypatch.setattr(segdoctor.commands, "history", fake, raising=False)
-    rc, report, _ = _main(tmp_path, SAMPLES / "healthy_unet.keras", "--history", tmp_path / "h.json")
-    assert rc == 1 and "SD605" in {f["code"] for f in report["findings"]}
-
-
-def test_data_findings_are_merged_and_linked(tmp_path, monkeypatch):
-    """With --data the dataset checks' findings join the report, and the prediction findings point at them."""
-    calls = {}
-    fake = types.ModuleType("segdoctor.commands.data")
-
-    def check_data(path, *, images=None, masks=None, mask_pattern=None, num_classes=None, select=(), ignore=(),
-                   jobs=None, sample=None, progress=None):
-        calls["path"] = Path(path)
-        f = Finding("SD151", "class-imbalance", Severity.WARNING, "Foreground is 1.2% of the pixels", {"share": 0.012}, "why", "fix")
-        return Report(command="check-data", target=str(path), findings=[f],
-                      checks=[CheckStatus("SD151", "class-imbalance", "found", 0.0)])
-
-    fake.check_data = check_data
-    monkeypatch.setitem(sys.modules, "segdoctor.commands.data", fake)
     from segdoctor.commands.model import check_model
+    from segdoctor.errors import UsageError
 
-    report = check_model(SAMPLES / "blank_unet.keras", data=SAMPLES / "data")
-    assert calls["path"] == SAMPLES / "data"
+    monkeypatch.setitem(sys.modules, "segdoctor.commands.history", None)  # an import of it fails
+    monkeypatch.delattr(segdoctor.commands, "history", raising=False)
+    with pytest.raises(UsageError, match="segdoctor.commands.history"):
+        check_model(SAMPLES / "healthy_unet.keras", history=tmp_path / "h.json")
+
+
+def test_history_report_is_merged(tmp_path):
+    log = tmp_path / "history.json"
+    epochs = 20
+    log.write_text(json.dumps({"loss": [0.7 - 0.01 * i for i in range(epochs)], "dice_coef": [0.0] * epochs,
+                               "val_loss": [0.7 - 0.01 * i for i in range(epochs)], "val_dice_coef": [0.0] * epochs}))
+    rc, report, html = _main(tmp_path, SAMPLES / "blank_unet.keras", "--data", SAMPLES / "data", "--history", log)
+    codes = {f["code"] for f in report["findings"]}
+    assert "SD605" in codes and "SD501" in codes and rc == 1
+    assert "Training history" in html.read_text()
+
+
+def test_data_findings_are_merged_and_linked(tmp_path):
+    """With --data the dataset checks run too; a 0/255 mask encoding (SD101) is linked from the prediction findings."""
+    from segdoctor.commands.model import check_model
+    from tests.model_helpers import intensity_model, make_dataset
+
+    data = make_dataset(tmp_path / "data", n=6, mask_scale=255)
+    model = intensity_model(tmp_path / "m.keras", w=5.0, b=-6.0, rescale=True)  # under-confident: blank at 0.5
+    report = check_model(model, data=data)
     codes = {f.code: f for f in report.findings}
-    assert "SD151" in codes and "SD151" in codes["SD501"].related and "SD151" in codes["SD501"].why
+    assert "SD101" in codes and "SD501" in codes
+    assert "SD101" in codes["SD501"].related and "SD101" in codes["SD501"].why
+    assert any(s.title == "Dataset overview" for s in report.sections)
 
 
 def test_select_narrows_the_checks(tmp_path):

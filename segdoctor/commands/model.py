@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, metavar="B", help="inference batch size (default 8)")
     p.add_argument("--unsafe", action="store_true",
                    help="load with safe_mode=False (runs Python code stored in the file, e.g. Lambda layers); only for files you trust")
-    g = p.add_argument_group("dataset layout (as in check-data)")
-    g.add_argument("--images", metavar="DIR", help="folder of images (default: discovered under --data)")
-    g.add_argument("--masks", metavar="DIR", help="folder of masks (default: discovered under --data)")
-    g.add_argument("--mask-pattern", metavar="PATTERN", help="mask file name for an image stem, e.g. '{stem}_mask.png'")
-    g.add_argument("--num-classes", type=int, metavar="K", help="number of classes including background")
+    from segdoctor.commands.data import add_dataset_arguments
+
+    add_dataset_arguments(p.add_argument_group("dataset layout (with --data, as in check-data)"))
 
 
 def run(args: argparse.Namespace, progress: PROGRESS | None = None) -> Report:
@@ -88,62 +85,22 @@ def run(args: argparse.Namespace, progress: PROGRESS | None = None) -> Report:
     )
 
 
-@dataclass(frozen=True)
-class _Pair:
-    image: Path
-    mask: Path
-    split: str | None = None
+def discover_pairs(root: str | Path, *, images: str | None = None, masks: str | None = None,
+                   mask_pattern: str | None = None, sample: int | None = None) -> tuple[list[Any], int]:
+    """Image/mask pairs under ``root`` found as check-data finds them (and the same seeded sample); also the total."""
+    from segdoctor.io.dataset import discover_dataset, sample_dataset
 
-
-_IMAGE_DIRS = ("images", "image", "imgs", "img", "x")
-_MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gt", "y")
-
-
-def _fallback_pairs(root: Path, images: str | None, masks: str | None, mask_pattern: str | None) -> list[_Pair]:
-    """Pair images and masks by stem when the dataset module is not installed (images/ + masks/ layouts)."""
-    from segdoctor.io.readers import IMAGE_EXTENSIONS
-
-    def find(names: Sequence[str]) -> Path | None:
-        for n in names:
-            for cand in (root / n, *(d / n for d in sorted(root.iterdir()) if d.is_dir())):
-                if cand.is_dir():
-                    return cand
-        return None
-
-    img_dir = Path(images) if images else find(_IMAGE_DIRS)
-    mask_dir = Path(masks) if masks else find(_MASK_DIRS)
-    if img_dir is None or mask_dir is None:
-        raise DatasetError(f"{root}: found no images/ and masks/ folders; expected e.g. {root}/images/a.png with {root}/masks/a.png, or pass --images and --masks.")
-    files = lambda d: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)  # noqa: E731
-    by_stem = {f.stem: f for f in files(mask_dir)}
-    pairs = []
-    for f in files(img_dir):
-        if mask_pattern:
-            m = mask_dir / mask_pattern.format(stem=f.stem)
-            m = m if m.exists() else None
-        else:
-            m = by_stem.get(f.stem) or by_stem.get(f"{f.stem}_mask")
-        if m is not None:
-            pairs.append(_Pair(f, m))
-    if not pairs:
-        raise DatasetError(f"{root}: no image in {img_dir} has a mask with the same stem in {mask_dir}; expected e.g. {img_dir.name}/a.png with {mask_dir.name}/a.png.")
-    return pairs
-
-
-def discover_pairs(root: str | Path, *, images: str | None = None, masks: str | None = None, mask_pattern: str | None = None) -> list[Any]:
-    """Image/mask pairs under ``root``, paired by the dataset module when it is installed."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UsageError(f"--data {root}: no such folder; expected a dataset folder with images and masks.")
-    try:
-        from segdoctor.io.dataset import discover_dataset
-    except ImportError:
-        return _fallback_pairs(root, images, masks, mask_pattern)
     ds = discover_dataset(root, images=images, masks=masks, mask_pattern=mask_pattern)
-    pairs = [p for p in ds.pairs if getattr(p, "image", None) is not None and getattr(p, "mask", None) is not None]
+    total = len(ds.pairs)
+    if sample:
+        ds = sample_dataset(ds, sample)
+    pairs = [p for p in ds.pairs if p.image is not None and p.mask is not None]
     if not pairs:
         raise DatasetError(f"{root}: no image/mask pairs found; expected images with masks of the same stem (see segdoctor check-data).")
-    return pairs
+    return pairs, total
 
 
 def _data_num_classes(values: set[int], declared: int | None) -> tuple[int | None, tuple[int, ...]]:
@@ -218,6 +175,7 @@ def check_model(
     """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report."""
     from segdoctor.checks.model import ModelContext
     from segdoctor.checks.predictions import PredictionContext
+    from segdoctor.commands.data import check_data
     from segdoctor.io.inference import PREPROCESS_MODES, evaluate_function, run_inference
     from segdoctor.io.model import custom_functions, load_custom_objects, load_model
     from segdoctor.io.model_spec import describe_model
@@ -246,22 +204,18 @@ def check_model(
     report.facts.update({"model": Path(path).name, "output_shape": str(spec.output_shape), "head": spec.head_activation})
 
     data_findings: list[Finding] = []
+    data_report: Report | None = None
     pairs: list[Any] = []
     if data is not None:
-        pairs = discover_pairs(data, images=images, masks=masks, mask_pattern=mask_pattern)
-        n_all = len(pairs)
-        if sample is not None and sample < n_all:
-            idx = np.sort(np.random.default_rng(0).choice(n_all, size=sample, replace=False))
-            pairs = [pairs[i] for i in idx]
+        pairs, n_all = discover_pairs(data, images=images, masks=masks, mask_pattern=mask_pattern, sample=sample)
         report.facts.update({"pairs_found": n_all, "pairs_evaluated": len(pairs)})
-        data_report = _data_report(data, images=images, masks=masks, mask_pattern=mask_pattern, num_classes=num_classes,
-                                   select=select, ignore=ignore, sample=sample, progress=progress)
-        if data_report is None:
-            report.notes.append("The dataset checks (check-data) are not available in this installation; only the model and its predictions were checked.")
-        else:
-            data_findings = list(data_report.findings)
-            report.add(data_report.findings, data_report.checks)
-            report.sections.extend(data_report.sections)
+        # the dataset checks on the same data: a model failure is often a data defect (0/255 masks, imbalance)
+        data_report = check_data(data, images=images, masks=masks, mask_pattern=mask_pattern, num_classes=num_classes,
+                                 select=select, ignore=ignore, sample=sample, progress=progress)
+        data_findings = list(data_report.findings)
+        report.add(data_report.findings, data_report.checks)
+        report.sections.extend(data_report.sections)
+        report.notes.extend(data_report.notes)
 
     result = None
     candidate: dict[str, float] = {}
@@ -305,10 +259,11 @@ def check_model(
     report.sections.insert(0, _model_section(loaded, spec))
 
     if history_module is not None:
-        hist = history_module.check_history(history)
-        report.add(hist.findings, hist.checks)
-        report.sections.extend(hist.sections)
-        report.notes.extend(getattr(hist, "notes", []))
+        share = history_module.background_share_from(data_report) if data_report is not None else None
+        diagnosis = history_module.diagnose_history(history, background_share=share, data_findings=data_findings,
+                                                    select=select, ignore=ignore)
+        report.add(diagnosis.findings, diagnosis.checks)
+        report.sections.extend(diagnosis.sections)
     return report
 
 
@@ -320,24 +275,11 @@ def _skipped(cls: Any) -> Any:
 
 def _history_module() -> Any:
     try:
-        from segdoctor.commands import history as module  # type: ignore[attr-defined]
+        from segdoctor.commands import history as module
     except ImportError:
         raise UsageError("--history: the training-log checks (segdoctor.commands.history) are not part of this installation; "
                          "run check-model without --history.") from None
-    if not hasattr(module, "check_history"):
-        raise UsageError("--history: segdoctor.commands.history has no check_history(path); expected the check-history command module.")
     return module
-
-
-def _data_report(data: Any, **kwargs: Any) -> Report | None:
-    try:
-        from segdoctor.commands.data import check_data
-    except ImportError:
-        log.info("segdoctor.commands.data is not installed: skipping the dataset checks")
-        return None
-    return check_data(data, images=kwargs["images"], masks=kwargs["masks"], mask_pattern=kwargs["mask_pattern"],
-                      num_classes=kwargs["num_classes"], select=tuple(kwargs["select"]), ignore=tuple(kwargs["ignore"]),
-                      sample=kwargs["sample"], progress=kwargs["progress"])
 
 
 # --- report sections ------------------------------------------------------------------------------

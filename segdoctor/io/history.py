@@ -1,0 +1,306 @@
+"""Read a training log into one table of per-epoch numbers, whatever wrote it.
+
+Accepted: a Keras ``History.history`` dict saved with ``json.dump`` (``NaN``/``Infinity`` tokens
+included), a ``CSVLogger`` CSV, a TensorBoard log directory (``train/`` and ``validation/`` event
+files) and the JSON written by ``segdoctor.keras_callback.SegDoctorCallback``. TensorFlow or
+TensorBoard are imported only when a TensorBoard directory is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segdoctor.errors import HistoryError
+
+ACCEPTED_FORMATS = (
+    "a Keras History.history JSON ({\"loss\": [...], \"val_loss\": [...]}), "
+    "a CSVLogger CSV (a header row, then one numeric row per epoch), "
+    "a TensorBoard log folder (train/ and validation/ event files) "
+    "or the JSON written by segdoctor's SegDoctorCallback"
+)
+
+#: the ``format`` key of the JSON that SegDoctorCallback writes
+CALLBACK_FORMAT = "segdoctor.history/1"
+
+#: cells that mean "no value this epoch" rather than a numeric NaN (CSVLogger writes "NA")
+_MISSING_TOKENS = frozenset({"", "na", "n/a", "null", "none", "-"})
+
+
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value: compare columns explicitly
+class History:
+    """Per-epoch values of every logged quantity.
+
+    ``columns`` maps the logged name (``loss``, ``val_dice_coef``...) to a float array, all of the
+    same length; ``missing`` marks cells that held no value (an empty CSV cell, a JSON ``null``),
+    which read as NaN in ``columns`` but are not NaN losses. ``epochs`` are 1-based epoch numbers
+    as Keras prints them ("Epoch 1/5"); a 0-based CSVLogger ``epoch`` column is shifted by one.
+    """
+
+    columns: dict[str, np.ndarray]
+    epochs: np.ndarray
+    source: str = ""
+    format: str = ""
+    missing: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_epochs(self) -> int:
+        return int(len(self.epochs))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def is_missing(self, name: str) -> np.ndarray:
+        """Cells of ``name`` that held no value at all (as opposed to a logged NaN)."""
+        return self.missing.get(name, np.zeros(self.n_epochs, dtype=bool))
+
+
+def history_from_mapping(
+    values: Mapping[str, Any],
+    *,
+    source: str = "",
+    format: str = "mapping",
+    epochs: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> History:
+    """Build a History from ``{name: [value per epoch]}`` (what ``model.fit(...).history`` holds)."""
+    where = source or "the history"
+    if not isinstance(values, Mapping):
+        raise HistoryError(f"{where}: found {type(values).__name__}, not a mapping of names to lists. Expected {ACCEPTED_FORMATS}.")
+    columns: dict[str, np.ndarray] = {}
+    missing: dict[str, np.ndarray] = {}
+    for name, raw in values.items():
+        seq = list(raw) if isinstance(raw, (list, tuple, np.ndarray)) else [raw]
+        arr = np.empty(len(seq), dtype=float)
+        miss = np.zeros(len(seq), dtype=bool)
+        for i, v in enumerate(seq):
+            if v is None or (isinstance(v, str) and v.strip().lower() in _MISSING_TOKENS):
+                arr[i], miss[i] = math.nan, True
+                continue
+            if isinstance(v, bool):
+                raise HistoryError(f"{where}: column {name!r} holds a boolean at epoch {i + 1}. Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}.")
+            try:
+                arr[i] = float(v)
+            except (TypeError, ValueError):
+                raise HistoryError(
+                    f"{where}: column {name!r} holds the non-numeric value {str(v)[:40]!r} at epoch {i + 1}. "
+                    f"Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}."
+                ) from None
+        columns[str(name)] = arr
+        missing[str(name)] = miss
+    if not columns:
+        raise HistoryError(f"{where}: found no logged quantities. Expected {ACCEPTED_FORMATS}.")
+    lengths = {k: len(v) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{k} has {n}" for k, n in list(lengths.items())[:6])
+        raise HistoryError(f"{where}: the columns have different lengths ({shown} values). Expected one value per epoch in every column.")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise HistoryError(f"{where}: the log holds no epochs (every column is empty). Expected {ACCEPTED_FORMATS}.")
+    if all(m.all() for m in missing.values()):
+        raise HistoryError(f"{where}: every cell is empty. Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}.")
+    epoch_numbers = _epoch_numbers(epochs, n, where)
+    return History(columns, epoch_numbers, source=source, format=format, missing=missing, params=dict(params or {}))
+
+
+def _epoch_numbers(epochs: Any, n: int, where: str) -> np.ndarray:
+    if epochs is None:
+        return np.arange(1, n + 1)
+    arr = np.asarray(epochs, dtype=float)
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        raise HistoryError(f"{where}: the epoch column has {arr.size} usable values for {n} rows. Expected one epoch number per row.")
+    arr = arr.astype(int)
+    # CSVLogger and TensorBoard count from 0, Keras' progress bar from 1; show what the user saw.
+    return arr + 1 if arr.min() == 0 else arr
+
+
+def read_history(path: str | Path) -> History:
+    """Read a training log in any accepted format; raise ``HistoryError`` naming what was found."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise HistoryError(f"{p}: no such file or folder. Expected {ACCEPTED_FORMATS}.")
+    if p.is_dir():
+        return read_tensorboard_dir(p)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise HistoryError(f"{p}: cannot be read ({exc.strerror or exc}). Expected {ACCEPTED_FORMATS}.") from None
+    if p.name.startswith("events.out.tfevents"):
+        # one event file of a Keras log: read the whole run (train/ and validation/ beside it)
+        return read_tensorboard_dir(p.parent.parent if p.parent.name in _RUN_PREFIX else p.parent)
+    if not raw.strip():
+        raise HistoryError(f"{p}: the file is empty. Expected {ACCEPTED_FORMATS}.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise HistoryError(f"{p}: found binary content, not text. Expected {ACCEPTED_FORMATS}.") from None
+    stripped = text.lstrip()
+    if stripped[:1] in "{[" or p.suffix.lower() == ".json":
+        return read_history_json(p, text)
+    return read_history_csv(p, text)
+
+
+def read_history_json(path: str | Path, text: str | None = None) -> History:
+    """A Keras ``History.history`` JSON, a list of per-epoch records, or the callback's JSON."""
+    p = Path(path)
+    if text is None:
+        text = p.read_text(encoding="utf-8-sig")
+    try:
+        # json accepts NaN/Infinity/-Infinity, which json.dump writes for non-finite floats.
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HistoryError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno}). Expected {ACCEPTED_FORMATS}.") from None
+    if isinstance(data, dict) and data.get("format") == CALLBACK_FORMAT:
+        return history_from_mapping(
+            data.get("history", {}), source=str(p), format="segdoctor-callback",
+            epochs=data.get("epochs"), params=data.get("params") or {},
+        )
+    if isinstance(data, dict) and isinstance(data.get("history"), dict):
+        # Some scripts save {"history": model.history.history, "params": ...}.
+        data = data["history"]
+    if isinstance(data, list):
+        if not data or not all(isinstance(r, dict) for r in data):
+            raise HistoryError(f"{p}: found a JSON list that is not a list of per-epoch records. Expected {ACCEPTED_FORMATS}.")
+        names = list(dict.fromkeys(k for r in data for k in r))
+        data = {k: [r.get(k) for r in data] for k in names}
+    if not isinstance(data, dict):
+        raise HistoryError(f"{p}: found a JSON {type(data).__name__}. Expected {ACCEPTED_FORMATS}.")
+    epochs = None
+    for key in ("epoch", "epochs"):
+        if key in data and isinstance(data[key], list):
+            epochs = data.pop(key)
+    for name, value in data.items():
+        if not isinstance(value, list):
+            raise HistoryError(f"{p}: key {name!r} holds a {type(value).__name__}, not a list of per-epoch values. Expected {ACCEPTED_FORMATS}.")
+    return history_from_mapping(data, source=str(p), format="keras-json", epochs=epochs)
+
+
+def read_history_csv(path: str | Path, text: str | None = None) -> History:
+    """A ``CSVLogger`` file: header row, one row per epoch, any column order, ``epoch`` optional."""
+    p = Path(path)
+    if text is None:
+        text = p.read_text(encoding="utf-8-sig")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise HistoryError(f"{p}: the file is empty. Expected {ACCEPTED_FORMATS}.")
+    try:
+        delimiter = csv.Sniffer().sniff(lines[0], delimiters=",;\t").delimiter
+    except csv.Error:
+        delimiter = ","
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    header = [h.strip() for h in rows[0]]
+    if len(header) < 1 or not any(header):
+        raise HistoryError(f"{p}: found no header row. Expected {ACCEPTED_FORMATS}.")
+    if all(_is_number(h) for h in header if h):
+        raise HistoryError(f"{p}: the first row holds numbers, not column names. Expected a CSVLogger header such as 'epoch,loss,val_loss'.")
+    if len(set(header)) != len(header):
+        raise HistoryError(f"{p}: the header repeats a column name ({', '.join(header)}). Expected one column per logged quantity.")
+    body = rows[1:]
+    if not body:
+        raise HistoryError(f"{p}: found a header ({', '.join(header[:6])}) but no epoch rows. Expected one row per epoch.")
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise HistoryError(f"{p}: line {i} has {len(row)} fields but the header has {len(header)}. Expected the same number of fields in every row.")
+    values = {name: [row[j].strip() for row in body] for j, name in enumerate(header)}
+    epochs = None
+    for key in list(values):
+        if key.lower() == "epoch":
+            epochs = _numeric_or_error(values.pop(key), p, key)
+    if not values:
+        raise HistoryError(f"{p}: holds only an epoch column. Expected logged quantities such as loss and val_loss.")
+    return history_from_mapping(values, source=str(p), format="csv", epochs=epochs)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_or_error(cells: list[str], p: Path, name: str) -> list[float]:
+    out = []
+    for i, c in enumerate(cells, start=1):
+        try:
+            out.append(float(c))
+        except ValueError:
+            raise HistoryError(f"{p}: column {name!r} holds the non-numeric value {c[:40]!r} in row {i}. Expected epoch numbers.") from None
+    return out
+
+
+# --- TensorBoard ---------------------------------------------------------------------------------
+
+#: sub-folder names Keras' TensorBoard callback uses, and the prefix their scalars get here
+_RUN_PREFIX = {"train": "", "validation": "val_"}
+
+
+def read_tensorboard_dir(path: str | Path) -> History:
+    """Epoch scalars (``epoch_loss``, ``epoch_<metric>``, ``epoch_learning_rate``) of a Keras TensorBoard log."""
+    p = Path(path)
+    event_files = sorted(f for f in p.rglob("events.out.tfevents*") if f.is_file())
+    if not event_files:
+        raise HistoryError(f"{p}: a folder without TensorBoard event files (events.out.tfevents.*). Expected {ACCEPTED_FORMATS}.")
+    # Keras writes <logdir>/train and <logdir>/validation; several such pairs are several runs.
+    roots = sorted({str(f.parent.parent if f.parent.name in _RUN_PREFIX else f.parent) for f in event_files})
+    if len(roots) > 1:
+        shown = ", ".join(str(Path(r).relative_to(p)) if r != str(p) else "." for r in roots[:4])
+        raise HistoryError(f"{p}: holds {len(roots)} TensorBoard runs ({shown}{', ...' if len(roots) > 4 else ''}). Expected one run: pass its folder.")
+    by_step: dict[str, dict[int, float]] = {}
+    for f in event_files:
+        # files right in the given folder are a single run's (Keras writes train/ and validation/)
+        run = f.parent.name if f.parent.name in _RUN_PREFIX or f.parent != p else "train"
+        prefix = _RUN_PREFIX.get(run)
+        if prefix is None:
+            continue  # other runs (profiler, custom writers) are not per-epoch history
+        for tag, step, value in _scalar_events(f):
+            if not tag.startswith("epoch_"):
+                continue  # batch-level and evaluation_*_vs_iterations scalars are not per-epoch
+            name = tag[len("epoch_"):]
+            if name == "learning_rate" and prefix:
+                continue
+            by_step.setdefault(prefix + name, {})[int(step)] = value  # a later write of a step wins
+    if not by_step:
+        raise HistoryError(f"{p}: TensorBoard event files hold no epoch_* scalars. Expected logs written by keras.callbacks.TensorBoard (train/ and validation/).")
+    steps = sorted({s for col in by_step.values() for s in col})
+    ordered = sorted(by_step, key=lambda k: (k.startswith("val_"), k))
+    values = {k: [by_step[k].get(s) for s in steps] for k in ordered}
+    return history_from_mapping(values, source=str(p), format="tensorboard", epochs=steps)
+
+
+def _scalar_events(path: Path):
+    """(tag, step, value) for every scalar in one event file, scalars stored as simple values or tensors."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+        from tensorboard.util.tensor_util import make_ndarray
+    except ImportError:  # TensorFlow ships the same reader
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise HistoryError(f"{path}: reading TensorBoard logs needs the tensorboard or tensorflow package; install one, or export the history as CSV.") from None
+        events = tf.compat.v1.train.summary_iterator(str(path))
+        make_ndarray = tf.make_ndarray
+    else:
+        events = EventFileLoader(str(path)).Load()
+    try:
+        for event in events:
+            if not event.HasField("summary"):
+                continue
+            for v in event.summary.value:
+                if v.HasField("simple_value"):
+                    yield v.tag, event.step, float(v.simple_value)
+                elif v.HasField("tensor"):
+                    arr = make_ndarray(v.tensor)
+                    if arr.size == 1 and np.issubdtype(arr.dtype, np.number):
+                        yield v.tag, event.step, float(arr.reshape(()))
+    except Exception as exc:  # a truncated or foreign file
+        raise HistoryError(f"{path}: cannot be read as a TensorBoard event file ({type(exc).__name__}: {exc}). Expected {ACCEPTED_FORMATS}.") from None

@@ -1,0 +1,60 @@
+"""Runs ``analyse_pair`` over a dataset in parallel worker processes, in bounded memory, with progress."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from segdoctor.io.dataset import Pair
+from segdoctor.stats.pair import Record, analyse_pair
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+def _work(item: tuple[int, str | None, str | None]) -> tuple[int, Record]:
+    i, image, mask = item
+    return i, analyse_pair(image, mask)
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _context():
+    # Forking a process that has loaded TensorFlow (check-model --data) can deadlock; spawn then.
+    if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
+def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: ProgressFn | None = None) -> list[Record]:
+    """One record per pair, in the order of ``pairs``."""
+    n = len(pairs)
+    items = [(i, str(p.image) if p.image else None, str(p.mask) if p.mask else None) for i, p in enumerate(pairs)]
+    records: list[Record | None] = [None] * n
+    jobs = default_jobs() if not jobs or jobs < 1 else jobs
+    done = 0
+    if jobs == 1 or n < 8:
+        for item in items:
+            i, rec = _work(item)
+            records[i] = rec
+            done += 1
+            if progress:
+                progress(done, n, "scanning")
+    else:
+        chunk = max(1, min(16, n // (jobs * 8) or 1))
+        with _context().Pool(processes=jobs) as pool:
+            for i, rec in pool.imap_unordered(_work, items, chunksize=chunk):
+                records[i] = rec
+                done += 1
+                if progress:
+                    progress(done, n, "scanning")
+    return [r if r is not None else {} for r in records]

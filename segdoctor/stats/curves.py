@@ -1,0 +1,289 @@
+"""Training-curve statistics: what a logged column means, and pure functions over per-epoch values.
+
+Everything here is numpy (plus scipy for Kendall's tau); no Keras, no plotting. Functions take the
+values of one column as a 1-D array in epoch order; NaN marks an epoch without a usable value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+#: kinds of logged quantity segdoctor reasons about
+LOSS, DICE, IOU, ACCURACY, LR, OTHER = "loss", "dice", "iou", "accuracy", "lr", "other"
+OVERLAP_KINDS = frozenset({DICE, IOU})
+
+_SUFFIX_RE = re.compile(r"(_\d+)+$")  # Keras numbers repeated metrics: mean_io_u_1, dice_coef_2
+_DICE_WORDS = ("dice", "f1", "fscore", "f_score", "f1score", "f1_score", "sorensen")
+_IOU_WORDS = ("iou", "io_u", "jaccard", "intersection_over_union")
+_ACCURACY_NAMES = re.compile(r"^(.*_)?(acc|accuracy)$")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnRole:
+    """What one logged column is: its kind, whether it is measured on validation data, its base name."""
+
+    name: str
+    kind: str  # loss | dice | iou | accuracy | lr | other
+    split: str  # "train" | "val"
+    base: str  # the name without the val_ prefix
+
+    @property
+    def is_overlap(self) -> bool:
+        return self.kind in OVERLAP_KINDS
+
+    @property
+    def label(self) -> str:
+        """How findings name the quantity: Dice, IoU, accuracy, loss, learning rate."""
+        return {DICE: "Dice", IOU: "IoU", ACCURACY: "accuracy", LOSS: "loss", LR: "learning rate"}.get(self.kind, self.base)
+
+
+def column_role(name: str) -> ColumnRole:
+    """Recognise a column by meaning: ``val_mean_io_u_1`` is validation IoU, ``f1-score`` is Dice."""
+    raw = name.strip()
+    lowered = raw.lower()
+    split = "train"
+    for prefix in ("val_", "validation_", "val-", "val/", "validation/"):
+        if lowered.startswith(prefix):
+            split, lowered = "val", lowered[len(prefix):]
+            break
+    base = raw[len(raw) - len(lowered):] if split == "val" else raw
+    key = _SUFFIX_RE.sub("", re.sub(r"[\s\-/.]+", "_", lowered))
+    if key in ("lr", "learning_rate", "learningrate"):
+        kind = LR
+    elif "loss" in key:
+        kind = LOSS  # checked before the metric words: dice_coef_loss is a loss, not a Dice
+    elif any(w in key for w in _IOU_WORDS):
+        kind = IOU
+    elif any(w in key for w in _DICE_WORDS):
+        kind = DICE
+    elif _ACCURACY_NAMES.match(key):
+        kind = ACCURACY
+    else:
+        kind = OTHER
+    return ColumnRole(name=name, kind=kind, split=split, base=base)
+
+
+# --- loss forms ----------------------------------------------------------------------------------
+
+PLAIN, NEGATIVE_OVERLAP, ONE_MINUS_OVERLAP, NEGATIVE_UNEXPLAINED = (
+    "plain", "negative-overlap", "one-minus-overlap", "negative-unexplained",
+)
+
+#: a loss within this distance of ``-metric`` or ``1 - metric`` (median over epochs) is that metric.
+#: Keras logs both as the mean over the same batches, so they agree to rounding unless the loss adds
+#: a regulariser; 0.02 leaves room for weight decay of that order.
+LOSS_RELATION_TOLERANCE = 0.02
+
+#: no standard segmentation loss (CE, Dice, focal, Tversky, -Dice, their sums) goes below -1
+LOWEST_STANDARD_LOSS = -1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LossForm:
+    """How a loss column relates to a perfect fit.
+
+    ``metric`` names the column the loss was matched to (None when the form is inferred from the
+    values alone). ``offset`` turns the loss into a distance from a perfect fit (``loss + offset >= 0``) so that
+    ratios such as "10x its minimum" mean something; it is ``None`` when the loss is negative for no
+    standard reason (then only differences, never ratios, are judged).
+    """
+
+    form: str
+    metric: str | None = None
+    offset: float | None = 0.0
+
+    @property
+    def description(self) -> str:
+        return {
+            PLAIN: "a loss that is 0 at a perfect fit",
+            NEGATIVE_OVERLAP: f"-{self.metric or 'Dice'} (negative by design, -1 at a perfect fit)",
+            ONE_MINUS_OVERLAP: f"1 - {self.metric or 'Dice'}",
+            NEGATIVE_UNEXPLAINED: "below -1, which no standard loss reaches (SD609)",
+        }[self.form]
+
+
+def loss_form(loss: np.ndarray, metric: np.ndarray | None = None, *, metric_name: str | None = None) -> LossForm:
+    """Judge whether ``loss`` is ``-metric``, ``1 - metric``, an ordinary loss, or impossibly negative."""
+    loss = np.asarray(loss, dtype=float)
+    finite = np.isfinite(loss)
+    if metric is not None:
+        metric = np.asarray(metric, dtype=float)
+        both = finite & np.isfinite(metric)
+        if both.any():
+            if np.median(np.abs(loss[both] + metric[both])) <= LOSS_RELATION_TOLERANCE:
+                return LossForm(NEGATIVE_OVERLAP, metric_name, 1.0)
+            if np.median(np.abs(loss[both] - (1.0 - metric[both]))) <= LOSS_RELATION_TOLERANCE:
+                return LossForm(ONE_MINUS_OVERLAP, metric_name, 0.0)
+    if not finite.any():
+        return LossForm(PLAIN)
+    lowest = float(np.min(loss[finite]))
+    if lowest < LOWEST_STANDARD_LOSS - LOSS_RELATION_TOLERANCE:
+        return LossForm(NEGATIVE_UNEXPLAINED, None, None)
+    if lowest < 0:
+        # In [-1, 0): the shape of -Dice (or CE - Dice) even when no Dice column confirms it.
+        return LossForm(NEGATIVE_OVERLAP, None, 1.0)
+    return LossForm(PLAIN)
+
+
+# --- curve statistics ----------------------------------------------------------------------------
+
+
+def finite_part(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, values) of the finite entries, in order."""
+    values = np.asarray(values, dtype=float)
+    idx = np.flatnonzero(np.isfinite(values))
+    return idx, values[idx]
+
+
+def direction_changes(values: np.ndarray) -> tuple[int, int]:
+    """(changes, comparisons): how often successive non-zero differences change sign, out of how many pairs."""
+    _, y = finite_part(values)
+    d = np.diff(y)
+    s = np.sign(d[d != 0])
+    if s.size < 2:
+        return 0, 0
+    return int(np.count_nonzero(s[1:] != s[:-1])), int(s.size - 1)
+
+
+def smoothness(values: np.ndarray) -> float:
+    """Share of successive steps without a sign change of the differences, in [0, 1]; NaN if < 3 moving points.
+
+    1.0 for a monotone curve, 0.0 for a perfect zig-zag, about 1/3 for white noise.
+    """
+    changes, comparisons = direction_changes(values)
+    return float("nan") if comparisons == 0 else 1.0 - changes / comparisons
+
+
+def relative_steps(values: np.ndarray, *, offset: float = 0.0) -> np.ndarray:
+    """|Δ| of each finite step relative to the level it starts from (``offset`` shifts the level to >= 0)."""
+    _, y = finite_part(values)
+    if y.size < 2:
+        return np.zeros(0)
+    level = np.maximum(np.abs(y[:-1] + offset), 1e-12)
+    return np.abs(np.diff(y)) / level
+
+
+def relative_change(values: np.ndarray, *, offset: float = 0.0) -> float:
+    """|last - first| over |first + offset| for the finite values; 0 for fewer than two."""
+    _, y = finite_part(values)
+    if y.size < 2:
+        return 0.0
+    return float(abs(y[-1] - y[0]) / max(abs(y[0] + offset), 1e-12))
+
+
+def rising_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) index pairs of maximal runs of strictly rising consecutive finite values (end inclusive)."""
+    idx, y = finite_part(values)
+    runs: list[tuple[int, int]] = []
+    start = None
+    for k in range(1, y.size):
+        if y[k] > y[k - 1]:
+            start = k - 1 if start is None else start
+        elif start is not None:
+            runs.append((int(idx[start]), int(idx[k - 1])))
+            start = None
+    if start is not None:
+        runs.append((int(idx[start]), int(idx[-1])))
+    return runs
+
+
+def longest_rising_run(values: np.ndarray) -> tuple[int, int, int]:
+    """(steps, start, end) of the longest rising run; (0, -1, -1) when nothing rises."""
+    runs = rising_runs(values)
+    if not runs:
+        return 0, -1, -1
+    start, end = max(runs, key=lambda r: (r[1] - r[0], r[0]))
+    return end - start, start, end
+
+
+def variation_to_net_change(values: np.ndarray) -> float:
+    """Total variation over net change (>= 1): 1 for a monotone curve, large for a zig-zag around a flat trend."""
+    _, y = finite_part(values)
+    if y.size < 2:
+        return 1.0
+    total = float(np.sum(np.abs(np.diff(y))))
+    net = abs(float(y[-1] - y[0]))
+    if total == 0:
+        return 1.0
+    return total / net if net > 0 else float("inf")
+
+
+def mean_step(values: np.ndarray) -> float:
+    """Mean absolute epoch-to-epoch change of the finite values."""
+    _, y = finite_part(values)
+    return float(np.mean(np.abs(np.diff(y)))) if y.size >= 2 else 0.0
+
+
+def trend_tau(values: np.ndarray) -> float:
+    """Kendall's tau of the finite values against epoch order, in [-1, 1]; NaN for fewer than 3 points."""
+    idx, y = finite_part(values)
+    if y.size < 3 or np.all(y == y[0]):
+        return float("nan")
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(idx, y).statistic)
+
+
+def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred running median over finite values (NaN stays NaN); ``window`` is clipped to the length."""
+    values = np.asarray(values, dtype=float)
+    out = np.full(values.shape, np.nan)
+    idx, y = finite_part(values)
+    if y.size == 0:
+        return out
+    w = max(1, min(int(window), y.size))
+    half = w // 2
+    for k in range(y.size):
+        lo, hi = max(0, k - half), min(y.size, k - half + w)
+        lo = max(0, hi - w)
+        out[idx[k]] = float(np.median(y[lo:hi]))
+    return out
+
+
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) inclusive index pairs of the maximal runs of True."""
+    mask = np.asarray(mask, dtype=bool)
+    runs: list[tuple[int, int]] = []
+    start = None
+    for k, v in enumerate(mask):
+        if v and start is None:
+            start = k
+        elif not v and start is not None:
+            runs.append((start, k - 1))
+            start = None
+    if start is not None:
+        runs.append((start, mask.size - 1))
+    return runs
+
+
+def frozen_runs(values: np.ndarray, *, tolerance: float) -> list[tuple[int, int]]:
+    """(start, end) index runs (end inclusive, >= 2 epochs) over which the value stays within ``tolerance`` of its start."""
+    values = np.asarray(values, dtype=float)
+    runs: list[tuple[int, int]] = []
+    k = 0
+    n = values.size
+    while k < n:
+        if not np.isfinite(values[k]):
+            k += 1
+            continue
+        j = k
+        while j + 1 < n and np.isfinite(values[j + 1]) and abs(values[j + 1] - values[k]) <= tolerance:
+            j += 1
+        if j > k:
+            runs.append((k, j))
+        k = j + 1
+    return runs
+
+
+def learning_rate_changes(lr: np.ndarray, *, min_relative: float = 0.05) -> list[tuple[int, float, float]]:
+    """(index, before, after) for each epoch whose learning rate differs from the previous one by > ``min_relative``."""
+    idx, y = finite_part(lr)
+    out = []
+    for k in range(1, y.size):
+        before, after = float(y[k - 1]), float(y[k])
+        if abs(after - before) > min_relative * max(abs(before), 1e-30):
+            out.append((int(idx[k]), before, after))
+    return out

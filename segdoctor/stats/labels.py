@@ -1,0 +1,123 @@
+"""Per-mask label statistics: which values occur, where they lie, how they are encoded.
+
+All functions are pure numpy. The key observation: a true class value fills regions (many of its
+pixels have four neighbours of the same value), while values made by bilinear/bicubic resizing or
+by lossy compression live in one- or two-pixel bands along class boundaries, and a resized boundary
+value lies strictly between the values of its neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: a mask is not a label map when it holds more distinct values than this
+MAX_TRACKED_VALUES = 4096
+#: colour masks: distinct colours kept per mask
+MAX_TRACKED_COLOURS = 1024
+
+VOC_VOID_COLOUR = (224, 224, 192)
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map (the bit-interleaving rule of the VOC devkit), shape (n, 3) uint8."""
+    out = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out[i] = (r, g, b)
+    return out
+
+
+VOC_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+             "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+@dataclass(frozen=True, slots=True)
+class ValueStats:
+    """Per distinct value: pixel count, pixels whose 4 neighbours share the value, and pixels strictly
+    between their neighbours' min and max (the signature of interpolation)."""
+
+    values: np.ndarray  # int64 or float64, sorted
+    counts: np.ndarray  # int64
+    interior: np.ndarray  # int64
+    between: np.ndarray  # int64
+    n_distinct: int  # before truncation to MAX_TRACKED_VALUES
+    other_count: int  # pixels of values dropped by truncation
+
+
+def neighbourhood_flags(label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the inner pixels of a 2-D label map: (centre values, interior flag, between flag)."""
+    c = label[1:-1, 1:-1]
+    up, down, left, right = label[:-2, 1:-1], label[2:, 1:-1], label[1:-1, :-2], label[1:-1, 2:]
+    interior = (c == up) & (c == down) & (c == left) & (c == right)
+    lo = np.minimum(np.minimum(up, down), np.minimum(left, right))
+    hi = np.maximum(np.maximum(up, down), np.maximum(left, right))
+    between = (c > lo) & (c < hi)
+    return c, interior, between
+
+
+def value_stats(label: np.ndarray) -> ValueStats:
+    """Count each value of a 2-D integer (or integral float) label map with its interior/between pixels."""
+    lab = np.asarray(label)
+    if lab.ndim != 2:
+        raise ValueError("value_stats expects a 2-D label map")
+    if lab.shape[0] < 3 or lab.shape[1] < 3:
+        vals, counts = np.unique(lab, return_counts=True)
+        z = np.zeros_like(counts)
+        return ValueStats(vals.astype(np.int64), counts.astype(np.int64), z, z, len(vals), 0)
+    c, interior, between = neighbourhood_flags(lab)
+    if lab.dtype == np.uint8:
+        counts = np.bincount(lab.ravel(), minlength=256)
+        inner = np.bincount(c[interior], minlength=256)
+        betw = np.bincount(c[between], minlength=256)
+        vals = np.nonzero(counts)[0]
+        return ValueStats(vals.astype(np.int64), counts[vals].astype(np.int64), inner[vals].astype(np.int64),
+                          betw[vals].astype(np.int64), len(vals), 0)
+    vals, inv = np.unique(lab, return_inverse=True)
+    inv = inv.reshape(lab.shape)
+    counts = np.bincount(inv.ravel(), minlength=len(vals))
+    ci = inv[1:-1, 1:-1]
+    inner = np.bincount(ci[interior], minlength=len(vals))
+    betw = np.bincount(ci[between], minlength=len(vals))
+    n = len(vals)
+    other = 0
+    if n > MAX_TRACKED_VALUES:
+        keep = np.sort(np.argsort(counts)[::-1][:MAX_TRACKED_VALUES])
+        other = int(counts.sum() - counts[keep].sum())
+        vals, counts, inner, betw = vals[keep], counts[keep], inner[keep], betw[keep]
+    vals = vals.astype(np.float64) if vals.dtype.kind == "f" else vals.astype(np.int64)
+    return ValueStats(vals, counts.astype(np.int64), inner.astype(np.int64), betw.astype(np.int64), n, other)
+
+
+def channel_spread(mask: np.ndarray) -> tuple[float, float]:
+    """For a colour mask: (share of pixels whose R, G, B differ by more than 8, mean absolute spread)."""
+    rgb = np.asarray(mask[..., :3], dtype=np.int16)
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return float((spread > 8).mean()), float(spread.mean())
+
+
+def pack_rgb(mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 → (H, W) int32 colour ids r<<16 | g<<8 | b."""
+    m = np.asarray(mask[..., :3])
+    if m.dtype != np.uint8:
+        m = np.clip(m, 0, 255).astype(np.uint8)
+    m = m.astype(np.int32)
+    return (m[..., 0] << 16) | (m[..., 1] << 8) | m[..., 2]
+
+
+def unpack_rgb(colour: int) -> tuple[int, int, int]:
+    colour = int(colour)
+    return (colour >> 16) & 255, (colour >> 8) & 255, colour & 255
+
+
+def is_integral(a: np.ndarray) -> bool:
+    if a.dtype.kind in "biu":
+        return True
+    finite = a[np.isfinite(a)]
+    return bool(finite.size and np.all(finite == np.round(finite)))
