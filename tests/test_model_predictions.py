@@ -115,3 +115,27 @@ def test_sample_and_threshold_options(tmp_path, data):
     report = _run(tmp_path, data, UNDERCONFIDENT, sample=5, threshold=0.05)
     assert report.facts["pairs_evaluated"] == 5 and report.facts["pairs_found"] == 12
     assert "SD501" not in _found(report)  # at 0.05 the under-confident model finds the objects
+
+
+def test_logit_head_is_squashed_and_said_so(tmp_path, data):
+    from segdoctor.commands.model import check_model
+    from tests.model_helpers import keras
+
+    k = keras()
+    model = intensity_model(tmp_path / "logits.keras", rescale=True, activation="linear",
+                            loss=k.losses.BinaryCrossentropy(from_logits=True), **HEALTHY)
+    report = check_model(model, data=data)
+    assert "applying a sigmoid to the logits" in _predictions_section(report).text
+    assert report.facts["mean_dice"] > 0.9 and not [f for f in report.findings if f.code.startswith("SD5")]
+
+
+def test_multiclass_report_serialises_to_json(tmp_path):
+    import json
+
+    from segdoctor.commands.model import check_model
+    from segdoctor.report.json_writer import write_json
+
+    data = make_dataset(tmp_path / "mc", n=4, multiclass=True)
+    report = check_model(three_class_model(tmp_path / "no2.keras", predict_class_2=False), data=data)
+    out = json.loads(write_json(report, tmp_path / "r.json").read_text())
+    assert "SD506" in {f["code"] for f in out["findings"]}

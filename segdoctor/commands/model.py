@@ -343,7 +343,7 @@ def _predictions_section(ctx: Any, reason: str, candidate: dict[str, float]) -> 
     if res.output_resized:
         text.append(f"{res.output_resized} output map(s) did not match the input size and were resized bilinearly to the mask.")
     if res.squashed_with:
-        text.append(f"The head outputs logits; {res.squashed_with} was applied to get probabilities.")
+        text.append(f"The head is unbounded ({ctx.spec.head_activation}); probabilities were obtained by {res.squashed_with}.")
     if res.n_unreadable:
         text.append(f"{res.n_unreadable} pair(s) could not be read and were skipped.")
     facts: list[tuple[str, Any]] = [

@@ -95,18 +95,25 @@ def mask_labels(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return m.astype(np.int64)
 
 
-def to_probabilities(out: np.ndarray, activation: str) -> tuple[np.ndarray, str | None]:
-    """Probabilities from raw outputs; a linear head is squashed with sigmoid (1 channel) or softmax."""
+def to_probabilities(out: np.ndarray, activation: str, *, loss_takes_probabilities: bool = False) -> tuple[np.ndarray, str | None]:
+    """Probabilities from raw outputs, read the way the training loss read them.
+
+    A bounded head is kept. An unbounded head (linear, relu) trained with a loss that expects
+    probabilities was clipped to [0, 1] by that loss, so it is clipped here too (SD402 reports the
+    mismatch); otherwise its outputs are logits and get sigmoid (1 channel) or softmax.
+    """
     a = np.asarray(out, dtype=np.float32)
     if activation in ("sigmoid", "softmax", "hard_sigmoid"):
         return a, None
     lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
     if activation in ("unknown",) and lo >= 0.0 and hi <= 1.0:
         return a, None
+    if loss_takes_probabilities:
+        return np.clip(a, 0.0, 1.0), "clipping to [0, 1] (as the compiled loss does)"
     if a.shape[-1] == 1:
-        return 1.0 / (1.0 + np.exp(-np.clip(a, -60, 60))), "sigmoid"
+        return 1.0 / (1.0 + np.exp(-np.clip(a, -60, 60))), "applying a sigmoid to the logits"
     e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True), "softmax"
+    return e / e.sum(axis=-1, keepdims=True), "applying a softmax to the logits"
 
 
 def foreground_probability(probs: np.ndarray) -> np.ndarray:
@@ -187,6 +194,7 @@ def run_inference(
     k = num_classes or (2 if out_c <= 2 else out_c)
     result = InferenceResult(BinaryAccumulator(threshold=threshold), MultiClassAccumulator(out_c) if out_c > 2 else None)
     predict = predict_fn(model)
+    takes_probabilities = bool(spec.loss is not None and spec.loss.expects_probabilities)
     size = spec.input_size
     worst_heap: list[tuple[float, int, WorstCase]] = []
     in_sum = in_sumsq = None
@@ -212,7 +220,7 @@ def run_inference(
                     f"{spec.name}: the model failed on an input batch of shape {x.shape} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
                     "expected inputs it accepts; check --preprocess and the image size."
                 ) from None
-            probs, squashed = to_probabilities(raw, spec.head_activation)
+            probs, squashed = to_probabilities(raw, spec.head_activation, loss_takes_probabilities=takes_probabilities)
             result.squashed_with = result.squashed_with or squashed
             if probs.ndim == 3 and probs.shape[1] == x.shape[1] * x.shape[2]:  # a (N, H*W, C) head
                 probs = probs.reshape(x.shape[0], x.shape[1], x.shape[2], probs.shape[-1])
