@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from segdoctor.findings import Severity
@@ -139,3 +140,27 @@ def test_multiclass_report_serialises_to_json(tmp_path):
     report = check_model(three_class_model(tmp_path / "no2.keras", predict_class_2=False), data=data)
     out = json.loads(write_json(report, tmp_path / "r.json").read_text())
     assert "SD506" in {f["code"] for f in out["findings"]}
+
+
+def test_free_size_encoder_decoder_gets_padded_inputs(tmp_path):
+    from segdoctor.commands.model import check_model
+    from tests.model_helpers import keras
+
+    k = keras()
+    inputs = k.Input((None, None, 1))
+    x = k.layers.Rescaling(1 / 255.0)(inputs)
+    skip = k.layers.Conv2D(1, 1, name="pixel")(x)
+    y = k.layers.MaxPooling2D()(skip)
+    y = k.layers.MaxPooling2D()(y)
+    y = k.layers.UpSampling2D(4)(y)
+    z = k.layers.Concatenate()([skip, y])
+    conv = k.layers.Conv2D(1, 1, activation="sigmoid", name="head")
+    model = k.Model(inputs, conv(z))
+    model.get_layer("pixel").set_weights([np.ones((1, 1, 1, 1), np.float32), np.zeros(1, np.float32)])
+    conv.set_weights([np.array([[[[20.0], [0.0]]]], np.float32), np.array([-10.0], np.float32)])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.save(tmp_path / "free.keras")
+    data = make_dataset(tmp_path / "odd", n=4, size=30)  # 30 is not a multiple of 4
+    report = check_model(tmp_path / "free.keras", data=data)
+    assert "4 image(s) were padded" in _predictions_section(report).text
+    assert report.facts["mean_dice"] > 0.9

@@ -340,6 +340,8 @@ def _predictions_section(ctx: Any, reason: str, candidate: dict[str, float]) -> 
         h, w = ctx.spec.input_size
         text.append(f"{res.n_resized} image(s) were resized from e.g. {res.resized_from[0]}x{res.resized_from[1]} to the model's input "
                     f"{h}x{w} (images bilinear, masks nearest-neighbour); metrics are computed at {h}x{w}.")
+    if res.n_padded:
+        text.append(f"{res.n_padded} image(s) were padded (edge values) to a multiple of the model's total stride and the output cropped back.")
     if res.output_resized:
         text.append(f"{res.output_resized} output map(s) did not match the input size and were resized bilinearly to the mask.")
     if res.squashed_with:

@@ -163,6 +163,7 @@ class InferenceResult:
     input_std: float = float("nan")
     mask_values: set[int] = field(default_factory=set)  # raw values of single-channel masks (capped)
     mask_channels: int = 1
+    n_padded: int = 0
 
 
 def _thumb(a: np.ndarray) -> np.ndarray:
@@ -201,7 +202,8 @@ def run_inference(
     in_count = 0
     total = len(pairs)
     done = 0
-    batch: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []  # name, model input, labels, display image
+    batch: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, bool]] = []  # name, model input, labels, display image, padded
+    multiple = 2 ** min(int(getattr(spec, "n_downsampling", 0) or 0), 6)
 
     def flush() -> None:
         nonlocal batch
@@ -227,8 +229,10 @@ def run_inference(
             if probs.ndim != 4:
                 raise SegDoctorError(f"{spec.name}: output of shape {probs.shape}; expected a (N, H, W, C) segmentation map.")
             for j, i in enumerate(idx):
-                name, _, labels, display = batch[i]
+                name, _, labels, display, was_padded = batch[i]
                 p = probs[j]
+                if was_padded:
+                    p = p[: labels.shape[0], : labels.shape[1]]
                 if p.shape[:2] != labels.shape:
                     p = resize_image(p, labels.shape)
                     result.output_resized += 1
@@ -269,6 +273,13 @@ def run_inference(
             labels = resize_labels(labels, size)
         elif labels.shape[:2] != x.shape[:2]:
             labels = resize_labels(labels, x.shape[:2])
+        padded = False
+        if size is None and multiple > 1 and (x.shape[0] % multiple or x.shape[1] % multiple):
+            # a free-size encoder-decoder needs sides divisible by its total stride; pad, then crop the output
+            pad_h, pad_w = -x.shape[0] % multiple, -x.shape[1] % multiple
+            x = np.pad(x, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            result.n_padded += 1
+            padded = True
         if in_sum is None:
             in_sum = np.zeros(x.shape, np.float64)
             in_sumsq = np.zeros(x.shape, np.float64)
@@ -276,7 +287,7 @@ def run_inference(
             in_sum += x
             in_sumsq += x.astype(np.float64) ** 2
             in_count += 1
-        batch.append((name, x, labels, image))
+        batch.append((name, x, labels, image, padded))
         if len(batch) >= batch_size:
             flush()
         done += 1
