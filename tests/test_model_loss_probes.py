@@ -136,3 +136,32 @@ def test_smooth_term_and_missing_smooth(tmp_path, channels):
 def test_unprobeable_function_is_reported_as_info(tmp_path):
     found = _sd407(tmp_path, "def broken_dice(y_true, y_pred):\n    raise ValueError('needs numpy input')\n", 1)
     assert found["broken_dice"].severity == Severity.INFO
+
+
+def test_one_hot_metric_fed_integer_masks_by_a_sparse_loss(tmp_path):
+    from segdoctor.commands.model import check_model
+
+    src = tmp_path / "metrics.py"
+    src.write_text(
+        "from keras import ops\n"
+        "def class_dice(y_true, y_pred, smooth=1e-6):\n"
+        "    inter = ops.sum(y_true * y_pred, axis=(1, 2))\n"
+        "    d = ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2))\n"
+        "    dice = (2 * inter + smooth) / (d + smooth)\n"
+        "    present = ops.cast(d[:, 1:] >= 0.5, dice.dtype)\n"
+        "    n = ops.sum(present, -1)\n"
+        "    return ops.mean(ops.where(n > 0, ops.sum(dice[:, 1:] * present, -1) / ops.maximum(n, 1.0), 1.0))\n")
+    from segdoctor.io.model import load_custom_objects
+
+    metric = load_custom_objects([src])["class_dice"]
+    k = keras()
+    inputs = k.Input((32, 32, 1))
+    model = k.Model(inputs, k.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[metric])
+    model.save(tmp_path / "sparse.keras")
+    report = check_model(tmp_path / "sparse.keras", custom_objects=[src], select=["SD407"])
+    f = next(f for f in report.findings if f.code == "SD407")
+    assert "integer masks" in f.title and "ops.one_hot" in f.snippet
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=[metric])
+    model.save(tmp_path / "onehot.keras")
+    assert not check_model(tmp_path / "onehot.keras", custom_objects=[src], select=["SD407"]).findings

@@ -95,7 +95,7 @@ def test_accumulator_best_threshold_beats_half_for_underconfident_maps():
     t, d = best_threshold(acc.dice_curve())
     assert 0.02 < t < 0.2 and d == pytest.approx(1.0)
     assert a["rank_dice"].mean() == pytest.approx(1.0)
-    assert acc.auc() == pytest.approx(1.0)
+    assert acc.pooled_auc() == pytest.approx(1.0)
 
 
 def test_fine_histograms_fold_into_the_threshold_histograms():

@@ -411,7 +411,9 @@ class LossFunctionDefect(Check):
     *How to fix:* use a per-image, per-class Dice over the spatial axes (1, 2), foreground classes
     only, with a tiny smooth term (the corrected function for this output shape is given).
 
-    Probes have the model's output shape: a perfect prediction, all-background on sparse masks (4% of
+    Probes have the model's output shape and the target format the model trains with (one-hot for
+    C>1, integer masks for metrics of a model compiled with a sparse loss; a function that is only
+    right on one-hot targets is then reported): a perfect prediction, all-background on sparse masks (4% of
     the pixels), half the object, all foreground, the right object in the wrong place, empty masks with
     and without a false positive, tiny objects (0.1%) found and missed; one-hot targets for C>1.
     Defects: NaN/Inf; a wrong prediction scoring as well as the perfect one; all-background ranked at
@@ -440,17 +442,42 @@ class LossFunctionDefect(Check):
         h, w = max(16, int(h / scale)), max(16, int(w / scale))
         probes = build_probes(h, w, c)
         variants = variant_table(probes, c)
+        # Keras hands metrics the targets the loss takes: integer masks when the loss is sparse
+        sparse_targets = c > 1 and s.loss is not None and s.loss.family == "sparse_ce"
+
+        def run_probes(fn: Any, sparse: bool) -> tuple[dict[str, float], str | None]:
+            values: dict[str, float] = {}
+            for p in probes:
+                try:
+                    values[p.name] = ctx.evaluate(fn, encode(p.y_true_ids, c, sparse=sparse), encode(p.y_pred_ids, c))
+                except Exception as exc:  # the user's function may not accept our tensors: say so, do not crash
+                    return values, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            return values, None
+
         for name, (fn, role) in ctx.functions.items():
             if role == "custom object" and not _PROBE_NAME.search(name):
                 continue
-            values: dict[str, float] = {}
-            error = None
-            for p in probes:
-                try:
-                    values[p.name] = ctx.evaluate(fn, encode(p.y_true_ids, c), encode(p.y_pred_ids, c))
-                except Exception as exc:  # the user's function may not accept our tensors: say so, do not crash
-                    error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-                    break
+            sparse = sparse_targets and role != "loss"
+            values, error = run_probes(fn, sparse)
+            if sparse:
+                onehot_values, onehot_error = run_probes(fn, False)
+                onehot_ok = onehot_error is None and not judge(name, onehot_values, probes, c, variants=variants).defective
+                sparse_bad = error is not None or judge(name, values, probes, c, variants=variants).defective
+                if onehot_ok and sparse_bad:
+                    yield self.finding(
+                        title=f"Custom {role} '{name}' expects one-hot targets but the model's {s.loss.name} feeds it integer masks",
+                        evidence={"function": name, "role": role, "loss": s.loss.name, "output_channels": c,
+                                  "perfect_prediction_with_integer_masks": round(values.get("perfect", float("nan")), 5),
+                                  "perfect_prediction_with_one_hot_masks": round(onehot_values["perfect"], 5),
+                                  **({"error_with_integer_masks": error} if error else {})},
+                        why="With a sparse loss, y_true reaches every metric as (batch, H, W, 1) class ids; multiplied with the "
+                            f"{c}-channel prediction it broadcasts into a meaningless score.",
+                        fix=f"One-hot encode y_true inside '{name}' before the Dice.",
+                        snippet=(f"def {name}(y_true, y_pred):\n"
+                                 f"    y_true = ops.one_hot(ops.cast(ops.squeeze(y_true, -1), 'int32'), {c})\n"
+                                 "    ...  # the rest of the function unchanged"),
+                    )
+                    continue
             if error is not None:
                 yield self.finding(
                     title=f"Custom {role} '{name}' could not be called on probe tensors of shape (4, {h}, {w}, {c})",

@@ -66,7 +66,7 @@ class PredictionContext:
 
     @cached_property
     def auc(self) -> float:
-        return self.result.binary.auc()
+        return self.result.binary.pooled_auc()
 
     def causes(self) -> list[Finding]:
         by_code = {f.code: f for f in self.other_findings}

@@ -355,14 +355,15 @@ def _predictions_section(ctx: Any, reason: str, candidate: dict[str, float]) -> 
         ("mean Dice, rank-based decoding", round(d_rank, 4)),
         ("mean IoU", round(float(a["iou"][has].mean()), 4) if has.any() else float("nan")),
         ("pixel accuracy", round(float((a["tp"].sum() + a["tn"].sum()) / max(a["n_pixels"].sum(), 1)), 4)),
-        ("pixel ROC AUC", round(ctx.auc, 4)),
+        ("pixel ROC AUC (all pixels pooled)", round(ctx.auc, 4)),
+        ("median per-image ROC AUC", round(float(np.nanmedian(a["auc"])), 4) if np.isfinite(a["auc"]).any() else float("nan")),
         ("true foreground share", round(ctx.true_share, 5)),
         ("predicted foreground share", round(ctx.pred_share, 5)),
         ("images with foreground", int(has.sum())),
     ]
     for m, d in candidate.items():
         facts.append((f"mean Dice with preprocessing '{m}' (first {min(PROBE_IMAGES, ctx.n)} images)", round(d, 4)))
-    tables = [_class_table(ctx)]
+    tables = [_class_table(ctx), _image_table(ctx)]
     figures = []
     fg_h, bg_h = res.binary.pooled_histograms()
     edges = np.linspace(0, 1, 51).tolist()
@@ -399,6 +400,26 @@ def _predictions_section(ctx: Any, reason: str, candidate: dict[str, float]) -> 
         figures.append(Figure(kind="arrays", title="Worst images by Dice", data={"rows": rows},
                               caption="The images with the lowest Dice among those whose mask has foreground."))
     return Section(title="Predictions on the data", text=" ".join(text), tables=tuple(tables), figures=tuple(figures), facts=tuple(facts))
+
+
+#: rows of the per-image table in the report (the worst images first; JSON findings list every affected file)
+IMAGE_ROWS = 20
+
+
+def _image_table(ctx: Any) -> Table:
+    a = ctx.a
+    names = ctx.result.binary.names
+    order = np.lexsort((-a["true_share"], a["dice"]))  # lowest Dice first; among equals, the most foreground
+    rows = tuple(
+        (Path(names[i]).name, round(float(a["true_share"][i]), 5), round(float(a["pred_share"][i]), 5),
+         round(float(a["dice"][i]), 4), round(float(a["iou"][i]), 4), round(float(a["accuracy"][i]), 4),
+         round(float(a["auc"][i]), 4), round(float(a["rank_dice"][i]), 4))
+        for i in order[:IMAGE_ROWS]
+    )
+    return Table(title=f"Per image, worst {min(IMAGE_ROWS, len(names))} of {len(names)} by Dice",
+                 columns=("image", "true share", "predicted share", f"Dice at {ctx.threshold:g}", "IoU", "pixel accuracy",
+                          "ROC AUC", "Dice rank-based"),
+                 rows=rows, caption="Foreground shares are fractions of the image; an image without foreground has Dice 1 when nothing is predicted.")
 
 
 def _class_table(ctx: Any) -> Table:

@@ -206,6 +206,7 @@ class BinaryAccumulator:
     mean_prob: list[float] = field(default_factory=list)
     std_prob: list[float] = field(default_factory=list)
     max_prob: list[float] = field(default_factory=list)
+    auc: list[float] = field(default_factory=list)  # per-image pixel ROC AUC (NaN without both classes)
     fg_hists: list[np.ndarray] = field(default_factory=list)
     bg_hists: list[np.ndarray] = field(default_factory=list)
     # running per-pixel sums over images of one output size, for how much the output changes with the input
@@ -231,6 +232,7 @@ class BinaryAccumulator:
         self.true_fg.append(int(t.sum()))
         self.pred_fg.append(int(pred.sum()))
         self.tp.append(int(np.logical_and(pred, t).sum()))
+        self.auc.append(roc_auc_from_histograms(fg_fine, bg_fine))
         self.rank_pred.append(rank_pred)
         self.rank_tp.append(rank_tp)
         self.mean_prob.append(float(p.mean()))
@@ -263,7 +265,7 @@ class BinaryAccumulator:
 
     # --- aggregates -----------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
-        a = {k: np.asarray(getattr(self, k), dtype=np.float64) for k in ("n_pixels", "true_fg", "pred_fg", "tp", "rank_tp", "rank_pred", "mean_prob", "std_prob", "max_prob")}
+        a = {k: np.asarray(getattr(self, k), dtype=np.float64) for k in ("n_pixels", "true_fg", "pred_fg", "tp", "rank_tp", "rank_pred", "mean_prob", "std_prob", "max_prob", "auc")}
         a["fp"] = a["pred_fg"] - a["tp"]
         a["fn"] = a["true_fg"] - a["tp"]
         a["tn"] = a["n_pixels"] - a["tp"] - a["fp"] - a["fn"]
@@ -285,7 +287,7 @@ class BinaryAccumulator:
         rows = dice[has_fg] if has_fg.any() else dice
         return rows.mean(axis=0)
 
-    def auc(self) -> float:
+    def pooled_auc(self) -> float:
         """Pooled pixel ROC AUC over every image added (fine logit-spaced bins)."""
         return roc_auc_from_histograms(self.auc_fg, self.auc_bg)
 
