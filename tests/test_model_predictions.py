@@ -61,6 +61,8 @@ def test_constant_output(tmp_path, data):
     assert found["SD505"].severity == Severity.ERROR
     assert found["SD505"].evidence["across_image_std"] < 1e-3
     assert "SD504" not in found  # nothing is ranked: a threshold cannot help
+    saturated = _found(_run(tmp_path, data, dict(w=0.0, b=3.0)))["SD505"]  # 0.95 everywhere: a dead, saturated network
+    assert saturated.evidence["output_is_class_prior"] is False and "learning rate" in saturated.fix
 
 
 def test_over_segmentation(tmp_path, data):

@@ -21,6 +21,7 @@ def test_constant_membrane_model_reproduces_the_accuracy_078_reports(tmp_path):
     found = {f.code: f for f in report.findings}
     assert "SD505" in found and "SD101" in found
     assert "SD101" in found["SD505"].related
+    assert found["SD505"].evidence["output_is_class_prior"] is True  # 0.786 against 78% white pixels
     section = next(s for s in report.sections if s.title == "Predictions on the data")
     facts = dict(section.facts)
     assert facts["pixel accuracy"] == pytest.approx(0.78, abs=0.03)

@@ -135,12 +135,16 @@ class BlankPredictions(Check):
         ranked_well = ctx.auc >= 0.8
         fix = ("The pixels are still ranked (AUC {:.2f}): lower the threshold or use rank-based decoding (SD504), and retrain with Dice + cross-entropy."
                .format(ctx.auc) if ranked_well else "Retrain with Dice + cross-entropy so the rare foreground carries weight, after fixing the data findings linked here.")
+        ranking = ""
+        if np.isfinite(ctx.auc) and ctx.auc < 0.5:
+            ranking = (f" Its probabilities even rank the objects below the background (pixel AUC {ctx.auc:.2f}): "
+                       "it has not learned the objects at all, so no threshold can help.")
         yield self.finding(
             title=f"{int(blank.sum())} of {n_fg} images with foreground get a blank prediction at threshold {ctx.threshold:g}",
             evidence={"blank_images": int(blank.sum()), "images_with_foreground": n_fg, "blank_share": round(float(share), 4),
                       "median_max_probability_on_blank": round(max_p, 4), "true_foreground_share": round(ctx.true_share, 5),
                       "predicted_foreground_share": round(ctx.pred_share, 5), "pixel_auc": round(ctx.auc, 4), "threshold": ctx.threshold},
-            why="The model outputs background everywhere on these images: it has learned the class prior, not the objects." + causes,
+            why="The model outputs background everywhere on these images: it has learned the class prior, not the objects." + ranking + causes,
             fix=fix,
             snippet=_loss_prescription(ctx.spec, ctx.true_share),
             files=ctx.files(blank),
@@ -317,15 +321,29 @@ class ConstantOutput(Check):
             return
         mean_p = float(ctx.a["mean_prob"].mean())
         causes, related = _cause_text(ctx)
+        # an output near the foreground share is the prior of an imbalanced training set; anything else a dead network
+        prior = abs(mean_p - ctx.true_share) <= 0.5 * ctx.true_share + 0.01
+        if prior:
+            why = (f"The network gives (almost) the same map whatever the image, with a mean probability {mean_p:.3f} close to the "
+                   f"foreground share {ctx.true_share:.3f}: it has converged to the class prior, the minimum of cross-entropy "
+                   "for a model that ignores its input.")
+            fix = "Train with Dice + cross-entropy (or class weights) and for more epochs, so that finding the objects lowers the loss."
+            snippet = _loss_prescription(ctx.spec, ctx.true_share)
+        else:
+            why = (f"The network gives (almost) the same map whatever the image (mean probability {mean_p:.3f}, foreground share "
+                   f"{ctx.true_share:.3f}): its units are dead or saturated, typically after too large a learning rate.")
+            fix = "Retrain from scratch with a 10x lower learning rate, inputs scaled like at training time, and He initialisation."
+            snippet = ("optimizer = keras.optimizers.Adam(learning_rate=1e-4, clipnorm=1.0)\n"
+                       "layers.Conv2D(filters, 3, padding=\"same\", activation=\"relu\", kernel_initializer=\"he_normal\")")
         yield self.finding(
             title=f"The output barely changes across {ctx.n} inputs (mean per-pixel std {across:.4f}; mean probability {mean_p:.3f}, true foreground share {ctx.true_share:.3f})",
             evidence={"across_image_std": round(across, 6), "mask_across_image_std": round(truth_across, 6), "within_image_std": round(float(ctx.a["std_prob"].mean()), 6),
                       "mean_probability": round(mean_p, 5), "true_foreground_share": round(ctx.true_share, 5),
-                      "input_across_image_std": round(float(ctx.result.input_std), 6), "images": ctx.n},
-            why="The network gives (almost) the same map whatever the image: it has died or converged to the class prior." + causes,
-            fix="Retrain from scratch with a 10x lower learning rate, inputs scaled like at training time, and He initialisation.",
-            snippet="optimizer = keras.optimizers.Adam(learning_rate=1e-4, clipnorm=1.0)\n"
-                    "layers.Conv2D(filters, 3, padding=\"same\", activation=\"relu\", kernel_initializer=\"he_normal\")",
+                      "input_across_image_std": round(float(ctx.result.input_std), 6), "images": ctx.n,
+                      "output_is_class_prior": prior},
+            why=why + causes,
+            fix=fix,
+            snippet=snippet,
             related=related,
         )
 

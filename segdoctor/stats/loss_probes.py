@@ -327,7 +327,7 @@ def corrected_dice_snippet(channels: int, *, function_name: str = "dice_coef", l
         )
         target = f"y_true: one-hot (batch, H, W, {channels}); for integer masks use ops.one_hot(ops.squeeze(ops.cast(y_true, 'int32'), -1), {channels})"
     return (
-        "from keras import ops\n\n"
+        "import keras\nfrom keras import ops\n\n"
         f"def {function_name}(y_true, y_pred, smooth=1e-6):\n"
         f"    # {target}\n"
         "    # Dice per image and per class over the spatial axes (1, 2), then averaged.\n"
