@@ -161,3 +161,24 @@ def test_model_spec_reads_head_loss_and_optimizer(tmp_path):
     assert spec.learning_rate == pytest.approx(0.05)
     assert spec.input_scaling.startswith("Rescaling") and spec.input_size == (32, 32)
     assert not spec.weight_problems and np.isfinite(spec.n_params)
+
+
+def test_custom_layer_needs_its_module(tmp_path):
+    from segdoctor.io.model import load_custom_objects, load_model
+
+    src = tmp_path / "layers_def.py"
+    src.write_text(
+        "import keras\n"
+        "class Doubler(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return x * 2.0\n")
+    Doubler = load_custom_objects([src])["Doubler"]
+    k = keras()
+    inputs = k.Input((8, 8, 1))
+    model = k.Model(inputs, k.layers.Conv2D(1, 1, activation="sigmoid")(Doubler()(inputs)))
+    model.save(tmp_path / "layer.keras")
+    with pytest.raises(ModelLoadError, match="Doubler.*--custom-objects"):
+        load_model(tmp_path / "layer.keras")
+    loaded = load_model(tmp_path / "layer.keras", custom_objects=load_custom_objects([src]))
+    assert any(type(layer).__name__ == "Doubler" for layer in loaded.model.layers)
+    assert loaded.compiled is False  # it was saved without compile()

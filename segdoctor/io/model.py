@@ -146,7 +146,7 @@ def read_compile_config(path: Path) -> dict[str, Any] | None:
             with zipfile.ZipFile(path) as zf:
                 cfg = json.loads(zf.read("config.json"))
             cc = cfg.get("compile_config")
-            return cc if isinstance(cc, dict) else None
+            return cc if isinstance(cc, dict) and cc else None  # {} means saved without compile()
         if kind == "hdf5":
             import h5py
 
@@ -291,7 +291,8 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
     try:
         model = _quiet_load(keras, path, compile=True, **kwargs)
         missing = tuple(n for n in referenced_custom_names(compile_config, keras) if n not in objects)
-        return LoadedModel(model, path, fmt, compile_config, True, missing, objects, unsafe, notes, saved_keras_version(path))
+        return LoadedModel(model, path, fmt, compile_config, compile_config is not None, missing, objects, unsafe, notes,
+                           saved_keras_version(path))
     except Exception as first:
         _raise_if_unsafe_refused(first, path)
         compile_error = first
