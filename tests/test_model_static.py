@@ -170,3 +170,11 @@ def test_sd408_encoder_decoder_without_skips_and_unet_with_skips(tmp_path):
     x = k.layers.Concatenate()([x, x0])
     out = k.layers.Conv2D(1, 1, activation="sigmoid")(x)
     assert "SD408" not in _codes(_check(_save(tmp_path, "skip", inputs, out, optimizer="adam", loss="binary_crossentropy")))
+
+
+def test_sd402_builtin_dice_loss_on_a_linear_head(tmp_path):
+    k = keras()
+    p = intensity_model(tmp_path / "lin.keras", w=1, b=0, activation="linear", loss=k.losses.Dice())
+    assert 'activation="sigmoid"' in _codes(_check(p))["SD402"].snippet
+    ok = intensity_model(tmp_path / "sig.keras", w=1, b=0, loss=k.losses.Dice())
+    assert "SD402" not in _codes(_check(ok))

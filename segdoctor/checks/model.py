@@ -126,8 +126,8 @@ class ActivationLossMismatch(Check):
 
     *How to fix:* the corrected ``model.compile(...)`` line (or head) is given for this model.
 
-    Rules (structural): from_logits=True with a sigmoid/softmax head; a built-in cross-entropy expecting
-    probabilities with a linear/relu head; sigmoid with C>1 and (sparse) categorical CE; softmax with
+    Rules (structural): from_logits=True with a sigmoid/softmax head; a built-in cross-entropy (without
+    from_logits) or the built-in Dice/Tversky loss with a linear/relu head; sigmoid with C>1 and (sparse) categorical CE; softmax with
     C>1 and binary CE; (sparse) categorical CE on a single channel.
     """
 
@@ -139,11 +139,22 @@ class ActivationLossMismatch(Check):
     def run(self, ctx: ModelContext) -> Iterator[Finding]:
         s, loss, c = ctx.spec, ctx.spec.loss, ctx.channels
         act = s.head_activation
-        if loss is None or act == "unknown" or loss.family in ("custom", "other", "dice"):
+        if loss is None or act == "unknown" or loss.family in ("custom", "other"):
             return
         if act == "softmax" and s.activation_axis_size == 1:
             return  # SD401 reports it
         ev = {"head_activation": act, "head_layer": s.head_layer, "output_channels": c, "loss": _loss_describe(loss)}
+        if loss.family == "dice":
+            if act not in _BOUNDED:
+                yield self.finding(
+                    title=f"{loss.name} expects probabilities but the output layer '{s.head_layer}' is {act}",
+                    evidence=ev,
+                    why="A Dice loss on unbounded outputs is minimised by making them large, not by overlapping the masks; "
+                        "it has no from_logits option.",
+                    fix=f"Put a {'sigmoid' if c == 1 else 'softmax'} on the output layer.",
+                    snippet=f"outputs = layers.Conv2D({c}, 1, activation=\"{'sigmoid' if c == 1 else 'softmax'}\")(x)",
+                )
+            return
         cls = {"binary_ce": "BinaryCrossentropy", "categorical_ce": "CategoricalCrossentropy", "sparse_ce": "SparseCategoricalCrossentropy"}[loss.family]
         if loss.from_logits and act in _BOUNDED:
             recovered = _keras3_recovers_logits(ctx)

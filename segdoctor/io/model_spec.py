@@ -43,7 +43,8 @@ class LossSpec:
 
     @property
     def expects_probabilities(self) -> bool:
-        return self.family in ("binary_ce", "categorical_ce", "sparse_ce") and not self.from_logits
+        """Cross-entropy without from_logits, and the built-in Dice/Tversky losses (which have no logits option)."""
+        return (self.family in ("binary_ce", "categorical_ce", "sparse_ce") and not self.from_logits) or self.family == "dice"
 
 
 @dataclass(frozen=True)
