@@ -358,7 +358,8 @@ class ClassNeverPredicted(Check):
     *How to fix:* weight the rare classes (sample weights from the class frequencies, given here),
     or use a Dice/focal loss.
 
-    Threshold: predicted pixels below 0.1% of the class's true pixel count (heads with 3+ channels).
+    Threshold: predicted pixels below 0.1% of the class's true pixel count (heads with 3+ channels;
+    foreground classes only: never predicting the background is over-segmentation, SD508).
     """
 
     code = "SD506"
@@ -373,7 +374,8 @@ class ClassNeverPredicted(Check):
         pc = mc.per_class()
         true = pc["true"].sum(0)
         pred = pc["pred"].sum(0)
-        missing = [c for c in range(len(true)) if true[c] > 0 and pred[c] < 0.001 * true[c]]
+        # class 0 is background: a model that never predicts it over-segments, which SD508 reports
+        missing = [c for c in range(1, len(true)) if true[c] > 0 and pred[c] < 0.001 * true[c]]
         if not missing:
             return
         k = len(true)
@@ -382,7 +384,7 @@ class ClassNeverPredicted(Check):
         weights = weights / weights[true > 0].min()
         wlist = ", ".join(f"{w:.3g}" for w in weights)
         yield self.finding(
-            title=f"{len(missing)} of {int((true > 0).sum())} classes in the masks are never predicted: {', '.join(str(c) for c in missing)}",
+            title=f"{len(missing)} of {int((true[1:] > 0).sum())} foreground classes in the masks are never predicted: {', '.join(str(c) for c in missing)}",
             evidence={"never_predicted": missing, "true_pixels": [int(x) for x in true], "predicted_pixels": [int(x) for x in pred],
                       "class_share": [round(float(x), 5) for x in freq]},
             why="The loss is dominated by the frequent classes; the model gets a low loss without ever outputting the rare ones.",
