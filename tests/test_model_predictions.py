@@ -166,3 +166,20 @@ def test_free_size_encoder_decoder_gets_padded_inputs(tmp_path):
     report = check_model(tmp_path / "free.keras", data=data)
     assert "4 image(s) were padded" in _predictions_section(report).text
     assert report.facts["mean_dice"] > 0.9
+
+
+def test_void_label_255_in_binary_masks_is_ignored(tmp_path):
+    from PIL import Image
+    from scipy.ndimage import binary_dilation
+
+    from segdoctor.commands.model import check_model
+
+    data = make_dataset(tmp_path / "void", n=4)
+    for path in (data / "masks").glob("*.png"):
+        m = np.array(Image.open(path))
+        ring = binary_dilation(m > 0, iterations=2) & (m == 0)
+        m[ring] = 255  # VOC-style void border around each object
+        Image.fromarray(m).save(path)
+    model = intensity_model(tmp_path / "m.keras", rescale=True, **HEALTHY)
+    report = check_model(model, data=data)
+    assert report.facts["mean_dice"] > 0.95  # the ring counts neither as object nor as background

@@ -131,7 +131,7 @@ class BlankPredictions(Check):
         if share < 0.25:
             return
         causes, related = _cause_text(ctx)
-        max_p = float(np.median(a["max_prob"][blank])) if blank.any() else float("nan")
+        max_p = float(np.nanmedian(a["max_prob"][blank])) if blank.any() and np.isfinite(a["max_prob"][blank]).any() else float("nan")
         ranked_well = ctx.auc >= 0.8
         fix = ("The pixels are still ranked (AUC {:.2f}): lower the threshold or use rank-based decoding (SD504), and retrain with Dice + cross-entropy."
                .format(ctx.auc) if ranked_well else "Retrain with Dice + cross-entropy so the rare foreground carries weight, after fixing the data findings linked here.")
@@ -319,7 +319,7 @@ class ConstantOutput(Check):
             return
         if not (ctx.result.input_std > 1e-6):
             return
-        mean_p = float(ctx.a["mean_prob"].mean())
+        mean_p = float(np.nanmean(ctx.a["mean_prob"]))
         causes, related = _cause_text(ctx)
         # an output near the foreground share is the prior of an imbalanced training set; anything else a dead network
         prior = abs(mean_p - ctx.true_share) <= 0.5 * ctx.true_share + 0.01

@@ -82,17 +82,31 @@ def resize_labels(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return mask[rows][:, cols]
 
 
+#: label value for pixels that count for nothing (void/ignore)
+IGNORE = -1
+
+
 def mask_labels(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Class ids from a stored mask: binary masks of any encoding (0/1, 0/255, RGB) become 0/1."""
+    """Class ids from a stored mask; void pixels become ``IGNORE``.
+
+    Binary masks of any encoding (0/1, 0/255, RGB) become 0/1; in a binary mask that has other
+    foreground values, 255 is the usual void label (VOC borders) and is ignored, as the loss would
+    with ``ignore_class=255``. Multi-class ids at or above ``num_classes`` are ignored too.
+    """
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m[..., :3].max(axis=-1) if num_classes <= 2 else m[..., 0]
-    if num_classes <= 2:
-        return (m > 0).astype(np.int64)
     values = np.unique(m)
+    if num_classes <= 2:
+        labels = (m > 0).astype(np.int64)
+        if 255 in values and np.any((values != 0) & (values != 255)):
+            labels[m == 255] = IGNORE
+        return labels
     if values.size <= 2 and values.max() == 255:  # {0,255} binary stored for a multi-class head
         return (m > 0).astype(np.int64)
-    return m.astype(np.int64)
+    labels = m.astype(np.int64)
+    labels[(labels < 0) | (labels >= num_classes)] = IGNORE
+    return labels
 
 
 def to_probabilities(out: np.ndarray, activation: str, *, loss_takes_probabilities: bool = False) -> tuple[np.ndarray, str | None]:
@@ -238,7 +252,8 @@ def run_inference(
                     result.output_resized += 1
                 fg = np.clip(foreground_probability(p[None])[0], 0.0, 1.0)
                 truth = labels > 0
-                result.binary.add(name, fg, truth)
+                valid = labels != IGNORE
+                result.binary.add(name, fg, truth, valid=None if valid.all() else valid)
                 if result.multiclass is not None:
                     result.multiclass.add(np.argmax(p, axis=-1), labels)
                 if truth.any() and keep_worst:

@@ -219,9 +219,16 @@ class BinaryAccumulator:
     auc_fg: np.ndarray = field(default_factory=lambda: np.zeros(FINE_LOGITS.size + 1, np.int64))
     auc_bg: np.ndarray = field(default_factory=lambda: np.zeros(FINE_LOGITS.size + 1, np.int64))
 
-    def add(self, name: str, prob: np.ndarray, truth: np.ndarray) -> None:
-        p = np.asarray(prob, dtype=np.float32)
-        t = np.asarray(truth, dtype=bool)
+    def add(self, name: str, prob: np.ndarray, truth: np.ndarray, *, valid: np.ndarray | None = None) -> None:
+        """Record one image; pixels where ``valid`` is False (void labels) count for nothing."""
+        full_p = np.asarray(prob, dtype=np.float32)
+        full_t = np.asarray(truth, dtype=bool)
+        if valid is not None:
+            keep = np.asarray(valid, dtype=bool)
+            p, t = full_p[keep], full_t[keep]
+            full_t = full_t & keep
+        else:
+            p, t = full_p, full_t
         pred = p >= self.threshold
         fg_fine, bg_fine, psum = fine_histograms(p, t)
         with np.errstate(divide="ignore"):
@@ -235,24 +242,24 @@ class BinaryAccumulator:
         self.auc.append(roc_auc_from_histograms(fg_fine, bg_fine))
         self.rank_pred.append(rank_pred)
         self.rank_tp.append(rank_tp)
-        self.mean_prob.append(float(p.mean()))
-        self.std_prob.append(float(p.std()))
-        self.max_prob.append(float(p.max()))
+        self.mean_prob.append(float(p.mean()) if p.size else float("nan"))
+        self.std_prob.append(float(p.std()) if p.size else float("nan"))
+        self.max_prob.append(float(p.max()) if p.size else float("nan"))
         self.fg_hists.append(coarse_from_fine(fg_fine))
         self.bg_hists.append(coarse_from_fine(bg_fine))
         self.auc_fg += fg_fine
         self.auc_bg += bg_fine
         if self._shape is None:
-            self._shape = p.shape
-            self._sum = np.zeros(p.shape, np.float64)
-            self._sumsq = np.zeros(p.shape, np.float64)
-            self._truth_sum = np.zeros(p.shape, np.float64)
-            self._truth_sumsq = np.zeros(p.shape, np.float64)
-        if p.shape == self._shape:
-            self._sum += p
-            self._sumsq += p.astype(np.float64) ** 2
-            self._truth_sum += t
-            self._truth_sumsq += t
+            self._shape = full_p.shape
+            self._sum = np.zeros(full_p.shape, np.float64)
+            self._sumsq = np.zeros(full_p.shape, np.float64)
+            self._truth_sum = np.zeros(full_p.shape, np.float64)
+            self._truth_sumsq = np.zeros(full_p.shape, np.float64)
+        if full_p.shape == self._shape:
+            self._sum += full_p
+            self._sumsq += full_p.astype(np.float64) ** 2
+            self._truth_sum += full_t
+            self._truth_sumsq += full_t
             self._count += 1
 
     def __len__(self) -> int:
