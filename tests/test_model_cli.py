@@ -53,6 +53,7 @@ def test_static_only_run_skips_prediction_checks(tmp_path):
     ([str(SAMPLES / "healthy_unet.keras"), "--threshold", "1.5"], "--threshold"),
     ([str(SAMPLES / "healthy_unet.keras"), "--data", "no/such/dir"], "--data"),
     ([str(SAMPLES / "healthy_unet.keras"), "--custom-objects", "nope.py"], "--custom-objects"),
+    ([str(SAMPLES / "healthy_unet.keras"), "--history", "no/such/log.csv"], "--history"),
 ])
 def test_usage_and_input_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     rc, report, _ = _main(tmp_path, *argv)

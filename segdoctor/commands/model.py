@@ -193,6 +193,8 @@ def check_model(
     if preprocess not in PREPROCESS_MODES:
         raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESS_MODES)}.")
     history_module = _history_module() if history is not None else None
+    if history is not None and not Path(history).expanduser().exists():  # fail before the slow part, not after it
+        raise UsageError(f"--history {history}: no such file or folder; expected a History JSON, a CSVLogger CSV or a TensorBoard log folder.")
     model_checks = select_checks(["model"], select, ignore)
     prediction_checks = select_checks(["predictions"], select, ignore)
 
@@ -231,6 +233,7 @@ def check_model(
                     reason = (f"'{mode_used}' was the default guess ({reason}), but '{best}' scores mean Dice {candidate[best]:.3f} "
                               f"against {cur:.3f} on {min(PROBE_IMAGES, len(pairs))} images, so '{best}' was used")
                     mode_used = best
+        log.info("input scaling '%s': %s", mode_used, reason)
         result = run_inference(loaded.model, spec, pairs, preprocess=mode_used, threshold=threshold, batch_size=batch_size,
                                num_classes=num_classes, progress=progress)
         if len(result.binary) == 0:
