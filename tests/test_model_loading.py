@@ -43,11 +43,12 @@ def _custom_model(tmp_path: Path) -> tuple[Path, Path]:
     return path, src
 
 
-def test_help_does_not_import_tensorflow():
+def test_help_and_check_data_do_not_import_tensorflow():
     code = ("import sys, contextlib, io\nimport segdoctor.cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    try:\n        segdoctor.cli.main(['--help'])\n    except SystemExit:\n        pass\n"
             "    try:\n        segdoctor.cli.main(['check-model', '--help'])\n    except SystemExit:\n        pass\n"
+            "    segdoctor.cli.main(['check-data', 'sample_data/models/data', '--report', 'none', '-q', '--jobs', '1'])\n"
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
