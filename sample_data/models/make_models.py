@@ -9,7 +9,8 @@ Everything is generated (no downloads) with fixed seeds, and trains in well unde
   The models are trained on a separate set drawn from the same generator (not saved).
 - ``blank_unet.keras``: a small U-Net trained with plain binary cross-entropy for a few epochs. On 1%
   foreground it learns the class prior first and predicts no cell at all: check-model reports blank
-  predictions (SD501), Dice collapse (SD502) and the accuracy trap (SD503).
+  predictions (SD501), Dice collapse (SD502), an output stuck at the class prior (SD505) and the
+  accuracy trap (SD503).
 - ``healthy_unet.keras``: the same U-Net trained longer with Dice + cross-entropy: check-model is quiet.
 """
 
