@@ -158,6 +158,7 @@ def test_fail_on_never_and_info(broken, tmp_path, out):
         (["check-data", "{clean}", "--select", "SD999"], "SD999"),
         (["check-data", "{clean}", "--ignore", "no-such-check"], "no-such-check"),
         (["check-data", "{clean}", "--sample", "0"], "--sample 0"),
+        (["check-data", "{clean}", "--select", "SD601"], "selects none of the data checks"),
         (["check-data", "{empty}"], "found no image/mask pairs"),
         (["check-data", "{clean}", "--images", "images"], "together"),
         (["check-data", "{clean}", "--json", "{missing}/r.json"], "does not exist"),
