@@ -388,3 +388,23 @@ def test_dataset_folder_is_not_modified(broken, tmp_path):
     assert p.returncode == 1, p.stderr
     assert _tree_digest(broken) == before
     assert (cwd / "segdoctor-report.html").is_file() and (cwd / "r.json").is_file()
+
+
+def test_images_masks_and_mask_pattern_flags(tmp_path, out):
+    root = tmp_path / "custom"
+    for i in range(3):
+        save(root / "pics" / f"{i}.png", image_rgb(i))
+        save(root / "annots" / f"{i}_fine.png", binary_mask(i))
+        save(root / "annots" / f"{i}_coarse.png", binary_mask(i, fg=255))
+    data = _json(["check-data", str(root), "--images", "pics", "--masks", "annots", "--mask-pattern", "*_fine.png"], out)
+    assert data["summary"]["pairs"] == 3
+    assert data["summary"]["layout"] == "pics/ + annots/ (from flags)"
+    assert data["findings"] == [] and data["_rc"] == 0
+    data = _json(["check-data", str(root), "--images", "pics", "--masks", "annots", "--mask-pattern", "*_coarse.png"], out)
+    assert [f["code"] for f in data["findings"]] == ["SD101"]
+
+
+def test_html_orders_findings_worst_first(broken, out):
+    assert _run(["check-data", str(broken), "--report", str(out / "r.html")], out) == 1
+    html = (out / "r.html").read_text()
+    assert html.index('id="SD101-1"') < html.index('id="SD002-2"')
