@@ -193,7 +193,7 @@ def test_subprocess_exit_1_and_0(tmp_path, clean, broken):
     p = segdoctor("check-data", str(clean), "--jobs", "1", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "segdoctor-report.html").is_file()  # the default report path
-    assert p.stderr == ""  # no progress bar when stderr is not a TTY
+    assert "scanning" not in p.stderr and "Traceback" not in p.stderr  # no progress bar when stderr is not a TTY
 
 
 # ---------------------------------------------------------------- selection
@@ -408,3 +408,21 @@ def test_html_orders_findings_worst_first(broken, out):
     assert _run(["check-data", str(broken), "--report", str(out / "r.html")], out) == 1
     html = (out / "r.html").read_text()
     assert html.index('id="SD101-1"') < html.index('id="SD002-2"')
+
+
+def test_progress_bar_only_when_enabled_and_slow(monkeypatch, capsys):
+    import time as time_module
+
+    from segdoctor.cli import Progress
+
+    clock = iter([0.0, 0.2, 2.0, 2.5, 3.0, 3.5])
+    monkeypatch.setattr(time_module, "monotonic", lambda: next(clock))
+    Progress(enabled=False)(1, 3, "scanning")
+    assert capsys.readouterr().err == ""
+    bar = Progress(enabled=True)
+    bar(1, 3, "scanning")  # starts the clock
+    bar(2, 3, "scanning")  # 0.2 s in: too early to show
+    assert capsys.readouterr().err == ""
+    bar(3, 3, "scanning")  # done after 2 s: shown, and the line is ended
+    err = capsys.readouterr().err
+    assert "scanning" in err and "3/3" in err and err.endswith("\n")
