@@ -745,3 +745,19 @@ def test_real_cityscapes_nearest_downsampled_is_not_interpolated(tmp_path, facto
         pair(tmp_path, f"c{i}", np.ascontiguousarray(flip(small)), image=np.ascontiguousarray(flip(small_image)))
     report = run(tmp_path)
     assert_clean(report)
+
+
+@pytest.mark.xfail(strict=True, reason="colour masks resized with bilinear interpolation are not flagged by SD106 "
+                                       "(12% of pixels in blended colours); SD106 only measures label masks")
+def test_sd106_colour_masks_resized_with_interpolation(tmp_path):
+    masks = [resize(voc_palette(256)[multiclass_mask(i, size=32, classes=(0, 1, 15))], 64, Image.BILINEAR)
+             for i in range(N)]
+    assert "SD106" in codes(run(dataset(tmp_path, masks)))
+
+
+def test_colour_masks_resized_with_nearest_only_sd104(tmp_path):
+    masks = [resize(voc_palette(256)[multiclass_mask(i, size=32, classes=(0, 1, 15))], 64, Image.NEAREST)
+             for i in range(N)]
+    report = run(dataset(tmp_path, masks))
+    assert set(codes(report)) == {"SD104"}
+    assert "pixels_in_stray_colours" not in by_code(report, "SD104").evidence
