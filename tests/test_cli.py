@@ -426,3 +426,11 @@ def test_progress_bar_only_when_enabled_and_slow(monkeypatch, capsys):
     bar(3, 3, "scanning")  # done after 2 s: shown, and the line is ended
     err = capsys.readouterr().err
     assert "scanning" in err and "3/3" in err and err.endswith("\n")
+
+
+@pytest.mark.parametrize("value", ["-", "none"])
+def test_json_dash_or_none_writes_no_file(clean, out, monkeypatch, value):
+    # regression: `--json -` / `--json none` were skipped by the path check but then written as files "-" / "none"
+    monkeypatch.chdir(out)
+    assert main(["check-data", str(clean), "--json", value, "--report", "none", "--jobs", "1", "-q"]) == 0
+    assert not list(out.iterdir())
