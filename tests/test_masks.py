@@ -670,15 +670,11 @@ def test_sd101_one_odd_mask_title(tmp_path):
 # ---------------------------------------------------------------- known gaps (xfail, reported)
 
 
-@pytest.mark.xfail(strict=True, reason="colour masks that went through JPEG and were saved as PNG are not flagged "
-                                       "by SD105 (only .jpg colour masks are); needs colour clustering")
 def test_sd105_colour_png_decoded_from_jpeg(tmp_path):
     masks = [jpeg_roundtrip(voc_palette(256)[multiclass_mask(i, classes=(0, 1, 15))], 95) for i in range(N)]
     assert "SD105" in codes(run(dataset(tmp_path, masks)))
 
 
-@pytest.mark.xfail(strict=True, reason="JPEG noise breaks the colour -> id inference: the VOC palette is not "
-                                       "recognised in .jpg colour masks and the inferred table holds noise colours")
 def test_sd104_voc_palette_recognised_in_jpeg_colour_masks(tmp_path):
     masks = [voc_palette(256)[multiclass_mask(i, classes=(0, 1, 15))] for i in range(N)]
     report = run(dataset(tmp_path, masks, mask_ext=".jpg"))
@@ -728,10 +724,7 @@ def test_sd107_passes_on_finite_float_masks(tmp_path):
 @pytest.mark.realdata
 @pytest.mark.parametrize("factor", [
     1, 2,
-    pytest.param(4, marks=pytest.mark.xfail(strict=True, reason=(
-        "SD106 false positive: a clean Cityscapes mask downsampled 4x with NEAREST (32x64 px) has 6% of boundary "
-        "pixels at 3-class junctions 'between' their neighbours, the SD106 limit; tiny multi-class masks need a "
-        "discriminator beyond the between-ratio"))),
+    4,
 ])
 def test_real_cityscapes_nearest_downsampled_is_not_interpolated(tmp_path, factor):
     src = realdata_path("cityscapes_trainids")
@@ -747,8 +740,6 @@ def test_real_cityscapes_nearest_downsampled_is_not_interpolated(tmp_path, facto
     assert_clean(report)
 
 
-@pytest.mark.xfail(strict=True, reason="colour masks resized with bilinear interpolation are not flagged by SD106 "
-                                       "(12% of pixels in blended colours); SD106 only measures label masks")
 def test_sd106_colour_masks_resized_with_interpolation(tmp_path):
     masks = [resize(voc_palette(256)[multiclass_mask(i, size=32, classes=(0, 1, 15))], 64, Image.BILINEAR)
              for i in range(N)]

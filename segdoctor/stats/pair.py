@@ -18,6 +18,7 @@ from segdoctor.stats.labels import (
     MAX_TRACKED_COLOURS,
     channel_spread,
     is_integral,
+    monotone_pixels,
     pack_rgb,
     value_stats,
     voc_palette,
@@ -124,7 +125,7 @@ def mask_record(dec: Decoded) -> tuple[Record, np.ndarray | None]:
         label = label.astype(np.uint8)
     vs = value_stats(label)
     info["values"] = {"values": vs.values, "counts": vs.counts, "interior": vs.interior, "between": vs.between,
-                      "n_distinct": vs.n_distinct, "other_count": vs.other_count}
+                      "n_distinct": vs.n_distinct, "other_count": vs.other_count, "monotone": monotone_pixels(label)}
     return info, label
 
 
