@@ -19,6 +19,7 @@ from pathlib import Path
 
 from segdoctor.errors import DatasetError
 from segdoctor.io.readers import IMAGE_EXTENSIONS
+from segdoctor.io.remote import RemotePath, is_url
 
 SPLIT_NAMES = {
     "train": "train", "training": "train", "trn": "train",
@@ -104,6 +105,10 @@ def _is_image_file(p: Path) -> bool:
 
 
 def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
+    if isinstance(folder, RemotePath):
+        from segdoctor.io.remote import list_files
+
+        return list_files(folder, recursive=recursive, max_depth=MAX_DEPTH, accept=lambda n: _is_image_file(Path(n)))
     out: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
     stack = [(folder, 0)]
@@ -133,6 +138,10 @@ def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
 
 
 def _subdirs(folder: Path) -> list[Path]:
+    if isinstance(folder, RemotePath):
+        from segdoctor.io.remote import subdirs
+
+        return subdirs(folder)
     try:
         return sorted(Path(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     except OSError:
@@ -384,7 +393,8 @@ def discover_dataset(
     mask_pattern: str | None = None,
 ) -> Dataset:
     """Find image/mask pairs under ``root``; raise ``DatasetError`` when none can be found."""
-    root = Path(root).expanduser()
+    # fsspec URLs (s3://, memory://, file://...) are listed through fsspec; local paths keep os.scandir
+    root = RemotePath.from_url(root) if is_url(root) else Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"{root}: no such folder; expected a dataset folder (e.g. with images/ and masks/).")
     if not root.is_dir():
