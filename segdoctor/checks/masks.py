@@ -465,10 +465,12 @@ class MaskInterpolated(Check):
 
 @register
 class MaskUnexpectedLabels(Check):
-    """Values outside the declared classes (``--num-classes K``), or more distinct values than a label map can hold.
+    """Values outside the declared classes (``--num-classes K``), NaN/Inf in float masks, or more distinct values
+    than a label map can hold.
 
-    *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a mask with
-    thousands of values is not a label map (probabilities, instance ids, or an image saved as a mask).
+    *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a NaN label
+    makes the loss NaN; a mask with thousands of values is not a label map (probabilities, instance ids, or an
+    image saved as a mask).
 
     *How to fix*: remap the ids, fix K, or convert instance ids to class ids (Cityscapes: ``ids // 1000``).
     """
@@ -482,6 +484,18 @@ class MaskUnexpectedLabels(Check):
         s = ctx.labels
         k = ctx.options.num_classes
         total = sum(1 for _ in ctx.masks())
+        nonfinite = [(p, info["nonfinite"]) for p, _, info in ctx.masks() if info.get("nonfinite")]
+        if nonfinite:
+            pixels = sum(n for _, n in nonfinite)
+            yield self.finding(
+                title=f"{of(len(nonfinite), total)} masks hold NaN or Inf values ({pixels:,} pixels)",
+                evidence={"masks_with_nan_or_inf": len(nonfinite), "nan_or_inf_pixels": pixels, "masks": total},
+                why="NaN or Inf is no class id: the loss over these pixels is NaN, and so is every gradient of the batch.",
+                fix="Replace the NaN/Inf pixels with a class id (or a void id the loss ignores) when exporting the masks.",
+                snippet="mask = np.nan_to_num(mask, nan=0, posinf=0, neginf=0).astype('uint8')"
+                        "  # or nan=255 with ignore_class=255",
+                files=[ctx.dataset.display(p.mask) for p, _ in nonfinite],
+            )
         if k is not None:
             void = _void_value(s, k)
             bad_vals = [c for c in s.class_values if c != void and (c >= k or c < 0)]

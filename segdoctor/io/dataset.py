@@ -91,9 +91,19 @@ class Dataset:
         if path is None:
             return ""
         try:
-            return str(path.relative_to(self.root))
+            return printable(str(path.relative_to(self.root)))
         except ValueError:
-            return str(path)
+            return printable(str(path))
+
+
+def printable(text: str) -> str:
+    """``text`` with file-name bytes that are not UTF-8 shown as ``\\xNN`` (os.fsdecode keeps them as lone
+    surrogates, which no UTF-8 report file can hold)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _tokens(name: str) -> list[str]:
@@ -128,6 +138,8 @@ def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
                 continue
             try:
                 if e.is_dir():
+                    if e.is_symlink() and _links_to_ancestor(e.path, d):
+                        continue
                     if recursive and depth < MAX_DEPTH:
                         stack.append((Path(e.path), depth + 1))
                 elif _is_image_file(Path(e.name)):
@@ -135,6 +147,15 @@ def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
             except OSError:
                 out.append(Path(e.path))  # unreadable entry: let the reader report it
     return sorted(out)
+
+
+def _links_to_ancestor(link: str, folder: Path) -> bool:
+    """A folder link back to the folder holding it, or above, would list the same files again under new
+    names (images/loop/masks/x.png taken for an image); the (device, inode) check alone misses it when the
+    target is above the folder the listing started from."""
+    target = os.path.realpath(link)
+    here = os.path.realpath(folder)
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -173,7 +194,7 @@ def _find_dir_pairs(root: Path) -> list[tuple[Path, Path, str]]:
     """(image_dir, mask_dir, note) pairs among sibling folders anywhere below root (breadth first)."""
     found: list[tuple[Path, Path, str]] = []
     queue = [(root, 0)]
-    seen: set[Path] = set()
+    seen: set[Path] = {root.resolve()}  # a link back to the root must not be searched again
     while queue:
         d, depth = queue.pop(0)
         subs = _subdirs(d)

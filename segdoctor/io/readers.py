@@ -8,6 +8,7 @@ a reason a user understands; the scan records it as SD001 and goes on.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ def _read_npy(path: Path) -> Decoded:
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
+        if "mmap length" in str(exc):
+            raise UnreadableFile("truncated .npy: the header claims more data than the file holds") from None
         raise UnreadableFile(f"not a plain numeric .npy array ({exc})") from None
     except Exception as exc:
         raise UnreadableFile(f"cannot load .npy: {exc}") from None
@@ -117,9 +120,13 @@ def read_file(path: str | Path) -> Decoded:
         return _read_url(str(path))
     p = Path(path)
     try:
-        size = os.stat(p).st_size
+        st = os.stat(p)
     except OSError as exc:
         raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO would block the reader forever; a device could stream without end
+        raise UnreadableFile("not a regular file (a FIFO, socket or device with an image name)")
+    size = st.st_size
     if size == 0:
         raise UnreadableFile("the file is empty (0 bytes)")
     if p.suffix.lower() == ".npy":
