@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from segdoctor.io.dataset import Pair
+from segdoctor.io.remote import RemotePath
 from segdoctor.stats.pair import Record, analyse_pair
 
 log = logging.getLogger(__name__)
@@ -16,13 +17,22 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
 
 
-WorkItem = tuple[int, str | None, str | None]
+WorkItem = tuple[int, "str | RemotePath | None", "str | RemotePath | None"]
+
+
+def _portable(path) -> str | RemotePath | None:
+    # Local paths travel as strings (cheapest to pickle). Remote paths travel with their filesystem
+    # object, which pickles with its storage options; a URL string would be re-parsed by fsspec, which
+    # reads '::' in a key as URL chaining.
+    if path is None:
+        return None
+    return path if isinstance(path, RemotePath) else str(path)
 
 
 def work_items(pairs: Sequence[Pair]) -> Iterator[WorkItem]:
-    """(index, image, mask) as plain strings (URLs for remote files), made one at a time as workers ask."""
+    """(index, image, mask) ready to send to a worker, made one at a time as workers ask."""
     for i, p in enumerate(pairs):
-        yield i, (str(p.image) if p.image else None), (str(p.mask) if p.mask else None)
+        yield i, _portable(p.image), _portable(p.mask)
 
 
 def register_extractors() -> None:

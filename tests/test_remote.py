@@ -72,6 +72,18 @@ def test_memory_url_npy_and_tiff_masks(memory_root, tmp_path):
     assert dec.format == "NPY" and dec.array.shape == (64, 64)
 
 
+def test_keys_with_url_syntax_are_read_as_keys(memory_root, tmp_path):
+    """'::' (fsspec URL chaining), '#' and '?' inside object names are just characters of the key."""
+    fs, root = memory_root
+    local = tmp_path / "ds"
+    for i, stem in enumerate(("a::b", "c#d", "e?f", "g h")):
+        _synth.pair(local, stem, _synth.binary_mask(i), seed=i)
+    url = upload(fs, local, root)
+    report = check_data(url, jobs=2)
+    assert not [f for f in report.findings if f.code == "SD001"], [f.files for f in report.findings]
+    assert all("mask_info" in rec for rec in report.context.records)
+
+
 def test_file_url_report_equals_local():
     local = check_data(COINS_BROKEN, jobs=1)
     remote = check_data(COINS_BROKEN.resolve().as_uri(), jobs=2)

@@ -117,7 +117,7 @@ def _read_tiff_fallback(source) -> Decoded:
 def read_file(path: str | Path) -> Decoded:
     """Decode ``path``; raise ``UnreadableFile`` with a short reason when it cannot be read."""
     if is_url(path):
-        return _read_url(str(path))
+        return _read_url(path)
     p = Path(path)
     try:
         st = os.stat(p)
@@ -134,11 +134,11 @@ def read_file(path: str | Path) -> Decoded:
     return _read_image(p, p.suffix.lower())
 
 
-def _read_url(url: str) -> Decoded:
-    """Read through fsspec: the same decoders, fed a seekable stream instead of a path."""
+def _read_url(url) -> Decoded:
+    """Read through fsspec (``url`` is a URL string or a RemotePath): the same decoders, fed a seekable stream."""
     from segdoctor.io.remote import MAX_REMOTE_BYTES, load_npy, open_url
 
-    suffix = Path(url.rsplit("/", 1)[-1]).suffix.lower()
+    suffix = Path(str(url).rsplit("/", 1)[-1]).suffix.lower()
     try:
         stream, size = open_url(url)
     except Exception as exc:

@@ -191,9 +191,9 @@ def subdirs(folder: RemotePath) -> list[RemotePath]:
     return folder.entries()[0]
 
 
-def open_url(url: str):
+def open_url(url: str | RemotePath):
     """A seekable binary file object for ``url`` and its size in bytes."""
-    fs, path = url_to_fs(url)
+    fs, path = (url.fs, url.path) if isinstance(url, RemotePath) else url_to_fs(url)
     size = fs.size(path)
     return fs.open(path, "rb"), int(size or 0)
 
