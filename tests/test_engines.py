@@ -103,6 +103,26 @@ def test_scheduler_without_dask_engine_is_a_usage_error(capsys):
     assert "--engine dask" in capsys.readouterr().err
 
 
+def test_relative_paths_reach_the_workers(tmp_path, cluster, monkeypatch):
+    mixed_dataset(tmp_path / "ds")
+    monkeypatch.chdir(tmp_path)
+    local = check_data("ds", jobs=1)
+    dask = check_data("ds", engine="dask", scheduler=cluster.scheduler_address)
+    assert findings_key(dask) == findings_key(local)
+
+
+def test_memory_urls_are_refused_for_dask():
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    for f in (COINS_BROKEN / "images" / "coin_00.png", COINS_BROKEN / "masks" / "coin_00.png"):
+        fs.pipe(f"/dask-refused/{f.parent.name}/{f.name}", f.read_bytes())
+    try:
+        with pytest.raises(UsageError, match="use --engine local"):
+            check_data("memory://dask-refused", engine="dask")
+    finally:
+        fs.rm("/dask-refused", recursive=True)
+
+
 def test_unknown_engine_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown engine"):
         check_data(COINS_BROKEN, engine="spark")

@@ -10,6 +10,7 @@ on 127.0.0.1 for this run.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import uuid
 import warnings
@@ -109,6 +110,23 @@ def _batches(items: Iterator[WorkItem], size: int) -> Iterator[list[WorkItem]]:
         yield batch
 
 
+def _absolute(items: Iterator[WorkItem]) -> Iterator[WorkItem]:
+    # a worker's working folder is not ours (and on a cluster not even on this machine)
+    for i, image, mask in items:
+        yield (i, os.path.abspath(image) if isinstance(image, str) else image,
+               os.path.abspath(mask) if isinstance(mask, str) else mask)
+
+
+def _check_reachable(pairs: Sequence[Pair]) -> None:
+    """Refuse datasets that only exist inside this process (fsspec's memory://)."""
+    for pair in pairs[:1]:
+        path = pair.image or pair.mask
+        protocols = getattr(getattr(path, "fs", None), "protocol", ())
+        if "memory" in (protocols if isinstance(protocols, (tuple, list)) else (protocols,)):
+            raise UsageError(f"{path}: a memory:// dataset lives in this process and Dask workers cannot read it; "
+                             "use --engine local.")
+
+
 def scan_pairs_dask(
     pairs: Sequence[Pair],
     *,
@@ -123,10 +141,11 @@ def scan_pairs_dask(
     records: list[Record | None] = [None] * n
     if n == 0:
         return []
+    _check_reachable(pairs)
     with dask_client(scheduler, jobs) as client:
         threads = max(1, sum(client.nthreads().values()))
         size = batch_pairs or max(1, min(BATCH_PAIRS, n // (threads * IN_FLIGHT_PER_THREAD) or 1))
-        batches = _batches(work_items(pairs), size)
+        batches = _batches(_absolute(work_items(pairs)), size)
         run_id = uuid.uuid4().hex[:8]
         submitted = 0
 
