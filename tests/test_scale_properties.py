@@ -94,3 +94,18 @@ def test_records_hold_no_per_pixel_data(tmp_path, kind):
         sizes.append(len(pickle.dumps(rec)))
     assert sizes[1] < sizes[0] + 2048, sizes
     assert sizes[1] < 16 * 1024, sizes
+
+
+def test_batch_sizer_targets_task_duration_and_balances_the_tail():
+    from segdoctor.engines.dask_engine import FIRST_BATCH, MAX_BATCH, TARGET_TASK_SECONDS, BatchSizer
+
+    sizer = BatchSizer(threads=2)
+    assert sizer.size(remaining=100_000) == FIRST_BATCH  # nothing measured yet
+    sizer.observe(pairs=100, seconds=0.1)  # 1 ms a pair
+    assert sizer.size(remaining=100_000) == int(TARGET_TASK_SECONDS / 0.001)
+    assert sizer.size(remaining=80) == 10  # 80 left over 2 threads x 4 tasks in flight
+    assert sizer.size(remaining=3) == 1
+    fast = BatchSizer(threads=1)
+    fast.observe(pairs=1000, seconds=1e-4)
+    assert fast.size(remaining=10**7) == MAX_BATCH
+    assert BatchSizer(threads=2, fixed=7).size(remaining=3) == 7

@@ -1,8 +1,9 @@
 """The Dask engine: per-pair statistics as map tasks on a Dask cluster, merged into records here.
 
-Pairs go out in batches (one task per ``BATCH_PAIRS`` pairs keeps scheduler overhead small against
-decoding time) and only a bounded number of tasks is in flight at once, so neither the client nor the
-scheduler holds the whole dataset's work at any moment. Records are small, so merging them on the
+Pairs go out in batches sized so that a task runs about ``TARGET_TASK_SECONDS`` (a 64x64 pair decodes
+in well under a millisecond, a large TIFF in a second: a fixed count would be all overhead for one and
+badly balanced for the other), and only a bounded number of tasks is in flight at once, so neither the
+client nor the scheduler holds the whole dataset's work at any moment. Records are small, so merging them on the
 client is the reduce. Without a scheduler address a ``LocalCluster`` of worker processes is started
 on 127.0.0.1 for this run.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,8 +29,12 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 
-#: pairs per task: big enough to amortise scheduling (~1 ms a task), small enough to balance load
-BATCH_PAIRS = 32
+#: how long a task should run: long enough to hide the per-task cost of the scheduler (several ms on
+#: a busy machine), short enough to balance the load and keep the progress bar moving
+TARGET_TASK_SECONDS = 0.25
+#: pairs in the first tasks, before any timing is known
+FIRST_BATCH = 4
+MAX_BATCH = 1024
 #: tasks in flight per worker thread: keeps every worker busy while the client merges results
 IN_FLIGHT_PER_THREAD = 4
 CONNECT_TIMEOUT = "10s"
@@ -38,10 +44,37 @@ class EngineError(SegDoctorError):
     """The Dask cluster could not run the scan (workers without segdoctor, workers lost)."""
 
 
-def analyse_batch(items: Sequence[WorkItem]) -> list[tuple[int, Record]]:
-    """The map task: statistics records for a batch of pairs, run on a Dask worker."""
+def analyse_batch(items: Sequence[WorkItem]) -> tuple[list[tuple[int, Record]], float]:
+    """The map task, run on a Dask worker: (index, record) for a batch of pairs, and the seconds it took."""
     register_extractors()
-    return [(i, analyse_pair(image, mask)) for i, image, mask in items]
+    start = time.perf_counter()
+    results = [(i, analyse_pair(image, mask)) for i, image, mask in items]
+    return results, time.perf_counter() - start
+
+
+class BatchSizer:
+    """Pairs per task from the decoding time measured so far (or a fixed size when given)."""
+
+    def __init__(self, threads: int, fixed: int | None = None) -> None:
+        self.threads = threads
+        self.fixed = fixed
+        self.pairs = 0
+        self.seconds = 0.0
+
+    def observe(self, pairs: int, seconds: float) -> None:
+        self.pairs += pairs
+        self.seconds += seconds
+
+    def size(self, remaining: int) -> int:
+        if self.fixed:
+            return self.fixed
+        if self.pairs == 0 or self.seconds <= 0:
+            return FIRST_BATCH
+        per_pair = self.seconds / self.pairs
+        size = int(TARGET_TASK_SECONDS / max(per_pair, 1e-6))
+        # several tasks per thread for what is left, so that the last ones finish together
+        tail = max(1, remaining // (self.threads * IN_FLIGHT_PER_THREAD))
+        return max(1, min(size, MAX_BATCH, tail))
 
 
 def _distributed():
@@ -105,8 +138,9 @@ def _open_client(distributed, scheduler: str | None, jobs: int | None):
         yield client
 
 
-def _batches(items: Iterator[WorkItem], size: int) -> Iterator[list[WorkItem]]:
-    while batch := list(islice(items, size)):
+def _batches(items: Iterator[WorkItem], size: int | Callable[[], int]) -> Iterator[list[WorkItem]]:
+    """Consecutive batches of ``items``; ``size`` may be a function asked before each batch."""
+    while batch := list(islice(items, size() if callable(size) else size)):
         yield batch
 
 
@@ -144,14 +178,16 @@ def scan_pairs_dask(
     _check_reachable(pairs)
     with dask_client(scheduler, jobs) as client:
         threads = max(1, sum(client.nthreads().values()))
-        size = batch_pairs or max(1, min(BATCH_PAIRS, n // (threads * IN_FLIGHT_PER_THREAD) or 1))
-        batches = _batches(_absolute(work_items(pairs)), size)
+        sizer = BatchSizer(threads, batch_pairs)
+        sent = 0
+        batches = _batches(_absolute(work_items(pairs)), lambda: sizer.size(n - sent))
         run_id = uuid.uuid4().hex[:8]
         submitted = 0
 
         def submit(batch: list[WorkItem]):
-            nonlocal submitted
+            nonlocal submitted, sent
             submitted += 1
+            sent += len(batch)
             return client.submit(analyse_batch, batch, key=f"segdoctor-scan-{run_id}-{submitted}", retries=1)
 
         first = [submit(b) for b in islice(batches, threads * IN_FLIGHT_PER_THREAD)]
@@ -159,11 +195,12 @@ def scan_pairs_dask(
         done = 0
         for future in window:
             try:
-                results = future.result()
+                results, seconds = future.result()
             except Exception as exc:
                 raise EngineError(f"the Dask workers could not run the scan ({type(exc).__name__}: {exc}); "
                                   "every worker needs segdoctor installed, in the same version as here.") from None
             future.release()
+            sizer.observe(len(results), seconds)
             for i, rec in results:
                 records[i] = rec
             done += len(results)
@@ -172,5 +209,5 @@ def scan_pairs_dask(
             nxt = next(batches, None)
             if nxt is not None:
                 window.add(submit(nxt))
-    log.info("scanned %d pairs on Dask in batches of %d", n, size)
+    log.info("scanned %d pairs on Dask in %d tasks", n, submitted)
     return [r if r is not None else {} for r in records]
