@@ -251,3 +251,36 @@ def test_hostile_dataset_same_findings_with_dask(hostile):
     local = check_data(root, jobs=1)
     dask = check_data(root, engine="dask", jobs=2)
     assert [(f.code, f.title, f.files) for f in dask.findings] == [(f.code, f.title, f.files) for f in local.findings]
+
+
+def test_file_without_read_permission(tmp_path):
+    root = tmp_path / "ds"
+    for i in range(3):
+        _synth.pair(root, f"c{i}", _synth.binary_mask(i), seed=i)
+    locked = root / "masks" / "c1.png"
+    os.chmod(locked, 0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as root: a file without read permission is still readable")
+        report = check_data(root, jobs=1)
+        sd001 = [f for f in report.findings if f.code == "SD001"]
+        assert sd001, [(f.code, f.files) for f in report.findings]
+        assert [e for e in sd001[0].files if e.startswith("masks/c1.png:")] and len(sd001[0].files) == 1
+    finally:
+        os.chmod(locked, 0o644)
+
+
+def test_permission_denied_is_not_called_corrupt(tmp_path, monkeypatch):
+    """Runs as root too: the decoder's PermissionError is simulated."""
+    from PIL import Image
+
+    from segdoctor.io.readers import UnreadableFile, read_file
+
+    path = _synth.save(tmp_path / "m.png", _synth.binary_mask(0))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(UnreadableFile, match="^cannot open: Permission denied$"):
+        read_file(path)

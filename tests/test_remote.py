@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path, PurePosixPath
 
@@ -11,7 +12,7 @@ import pytest
 from segdoctor.cli import main
 from segdoctor.commands.data import check_data
 from segdoctor.errors import DatasetError
-from segdoctor.io.dataset import discover_dataset
+from segdoctor.io.dataset import discover_dataset, printable
 from segdoctor.io.readers import UnreadableFile, read_file
 from segdoctor.io.remote import RemotePath, is_url
 from tests import _synth
@@ -139,3 +140,33 @@ def test_missing_url_and_unknown_protocol_are_dataset_errors(capsys):
     assert main(["check-data", "nosuchprotocol://bucket/data", "--report", "none"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nosuchprotocol://bucket/data" in err
+
+
+def test_remote_report_draws_thumbnails(memory_root):
+    from segdoctor.report.html import render_html
+
+    fs, root = memory_root
+    url = upload(fs, COINS_BROKEN, root)
+    local_html = render_html(check_data(COINS_BROKEN, jobs=1))
+    remote_html = render_html(check_data(url, jobs=1))
+    assert remote_html.count("data:image/png") == local_html.count("data:image/png") > 0
+
+
+def test_hostile_files_behind_a_url(memory_root, tmp_path):
+    """The hostile dataset's regular files, served through fsspec: the same files are reported."""
+    import stat as stat_mod
+
+    from tests.test_hostile_data import build_hostile
+
+    fs, root = memory_root
+    local = tmp_path / "hostile"
+    expected = build_hostile(local)
+    for p in sorted(local.rglob("*")):
+        st = p.lstat()
+        if stat_mod.S_ISREG(st.st_mode) and os.access(p, os.R_OK):
+            fs.pipe(f"{root}/{p.relative_to(local).as_posix()}", p.read_bytes())
+    report = check_data(f"memory://{root}", jobs=1)
+    assert not [c for c in report.checks if c.status == "crashed"]
+    listed = {entry.split(": ")[0] for f in report.findings for entry in f.files}
+    served = {printable(k) for k in expected["bad"] if fs.exists(f"{root}/{k}")}
+    assert len(served) >= 10 and served <= listed, served - listed

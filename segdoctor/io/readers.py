@@ -199,6 +199,9 @@ def _read_image(source, suffix: str) -> Decoded:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableFile(f"decompression-bomb guard: {exc}") from None
     except Exception as exc:
+        if isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError)):
+            # an OSError, but not a sign of corrupt data: say what happened
+            raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from None
         if suffix in (".tif", ".tiff"):
             return _read_tiff_fallback(source)
         msg = str(exc) or type(exc).__name__
