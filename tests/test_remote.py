@@ -170,3 +170,14 @@ def test_hostile_files_behind_a_url(memory_root, tmp_path):
     listed = {entry.split(": ")[0] for f in report.findings for entry in f.files}
     served = {printable(k) for k in expected["bad"] if fs.exists(f"{root}/{k}")}
     assert len(served) >= 10 and served <= listed, served - listed
+
+
+def test_storage_errors_are_reported_as_such(monkeypatch):
+    fs = fsspec.filesystem("memory")
+
+    def refuse(path, **kwargs):
+        raise PermissionError("access denied by the bucket policy")
+
+    monkeypatch.setattr(fs, "exists", refuse)
+    with pytest.raises(DatasetError, match="cannot reach it .*access denied"):
+        discover_dataset("memory://guarded/data")

@@ -126,8 +126,8 @@ class RemotePath:
     def exists(self) -> bool:
         try:
             return bool(self.fs.exists(self.path))
-        except Exception:  # permission or network errors read as "not there"; discovery says so
-            return False
+        except Exception as exc:  # credentials, network: "no such folder" would send the user the wrong way
+            raise DatasetError(f"{self}: cannot reach it ({type(exc).__name__}: {exc}).") from None
 
     def is_dir(self) -> bool:
         try:
