@@ -126,3 +126,13 @@ def test_memory_urls_are_refused_for_dask():
 def test_unknown_engine_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown engine"):
         check_data(COINS_BROKEN, engine="spark")
+
+
+def test_local_engine_imports_neither_dask_nor_fsspec():
+    import subprocess
+
+    code = ("import sys\nfrom segdoctor.cli import main\n"
+            f"main(['check-data', {str(COINS_BROKEN)!r}, '--report', 'none', '-q'])\n"
+            "print(sorted(m for m in ('dask', 'distributed', 'fsspec') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
