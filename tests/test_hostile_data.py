@@ -248,8 +248,10 @@ def test_hostile_dataset_everything_else_analysed(hostile):
 def test_hostile_dataset_same_findings_with_dask(hostile):
     pytest.importorskip("distributed")
     root, _ = hostile
+    before = snapshot(root.parent)
     local = check_data(root, jobs=1)
     dask = check_data(root, engine="dask", jobs=2)
+    assert snapshot(root.parent) == before
     assert [(f.code, f.title, f.files) for f in dask.findings] == [(f.code, f.title, f.files) for f in local.findings]
 
 
