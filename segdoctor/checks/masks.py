@@ -534,8 +534,9 @@ class MaskInterpolated(Check):
 class MaskUnexpectedLabels(Check):
     """Values outside the declared classes (``--num-classes K``), more distinct values than a label map can hold, or NaN/Inf.
 
-    *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a mask with
-    thousands of values is not a label map (probabilities, instance ids, or an image saved as a mask).
+    *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a NaN label
+    makes the loss NaN; a mask with thousands of values is not a label map (probabilities, instance ids, or an
+    image saved as a mask).
 
     *How to fix*: remap the ids, fix K, or convert instance ids to class ids (Cityscapes: ``ids // 1000``).
     """
