@@ -144,7 +144,7 @@ def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None
 
 def _write_outputs(report, args: argparse.Namespace) -> list[str]:
     written = []
-    if args.json:
+    if args.json and args.json not in ("-", "none"):  # as for --report, and as _check_output_paths assumes
         from segdoctor.report.json_writer import write_json
 
         written.append(str(write_json(report, args.json)))

@@ -155,6 +155,13 @@ def select_checks(
         if any(_matches(cls, p) for p in ignore):
             continue
         out.append(cls)
+    if select and not out:
+        # e.g. `check-data --select SD601`: a valid code, but of another command; running nothing would
+        # print "No problems found."
+        raise UsageError(
+            f"--select {', '.join(select)}: selects none of the {'/'.join(sorted(wanted))} checks this command runs "
+            f"(see `segdoctor list-checks --scope {sorted(wanted)[0]}`)."
+        )
     return out
 
 

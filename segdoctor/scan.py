@@ -6,9 +6,10 @@ import logging
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from segdoctor.io.dataset import Pair
+from segdoctor.io.remote import RemotePath
 from segdoctor.stats.pair import Record, analyse_pair
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,34 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
 
 
-def _work(item: tuple[int, str | None, str | None]) -> tuple[int, Record]:
+WorkItem = tuple[int, "str | RemotePath | None", "str | RemotePath | None"]
+
+
+def _portable(path) -> str | RemotePath | None:
+    # Local paths travel as strings (cheapest to pickle). Remote paths travel with their filesystem
+    # object, which pickles with its storage options; a URL string would be re-parsed by fsspec, which
+    # reads '::' in a key as URL chaining.
+    if path is None:
+        return None
+    return path if isinstance(path, RemotePath) else str(path)
+
+
+def work_items(pairs: Sequence[Pair]) -> Iterator[WorkItem]:
+    """(index, image, mask) ready to send to a worker, made one at a time as workers ask."""
+    for i, p in enumerate(pairs):
+        yield i, _portable(p.image), _portable(p.mask)
+
+
+def register_extractors() -> None:
+    """Import the check families so that their statistics extractors are registered in this process.
+
+    A forked worker inherits them; a spawned worker or a Dask worker starts empty and would
+    silently compute fewer statistics than the local engine.
+    """
+    import segdoctor.checks  # noqa: F401
+
+
+def _work(item: WorkItem) -> tuple[int, Record]:
     i, image, mask = item
     return i, analyse_pair(image, mask)
 
@@ -38,7 +66,8 @@ def _context():
 def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: ProgressFn | None = None) -> list[Record]:
     """One record per pair, in the order of ``pairs``."""
     n = len(pairs)
-    items = [(i, str(p.image) if p.image else None, str(p.mask) if p.mask else None) for i, p in enumerate(pairs)]
+    # a generator: the pool pulls items as workers free up, so pending work stays bounded
+    items = work_items(pairs)
     records: list[Record | None] = [None] * n
     jobs = default_jobs() if not jobs or jobs < 1 else jobs
     done = 0
@@ -51,7 +80,7 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
                 progress(done, n, "scanning")
     else:
         chunk = max(1, min(16, n // (jobs * 8) or 1))
-        with _context().Pool(processes=jobs) as pool:
+        with _context().Pool(processes=jobs, initializer=register_extractors) as pool:
             for i, rec in pool.imap_unordered(_work, items, chunksize=chunk):
                 records[i] = rec
                 done += 1

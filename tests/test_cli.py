@@ -158,6 +158,7 @@ def test_fail_on_never_and_info(broken, tmp_path, out):
         (["check-data", "{clean}", "--select", "SD999"], "SD999"),
         (["check-data", "{clean}", "--ignore", "no-such-check"], "no-such-check"),
         (["check-data", "{clean}", "--sample", "0"], "--sample 0"),
+        (["check-data", "{clean}", "--select", "SD601"], "selects none of the data checks"),
         (["check-data", "{empty}"], "found no image/mask pairs"),
         (["check-data", "{clean}", "--images", "images"], "together"),
         (["check-data", "{clean}", "--json", "{missing}/r.json"], "does not exist"),
@@ -192,7 +193,7 @@ def test_subprocess_exit_1_and_0(tmp_path, clean, broken):
     p = segdoctor("check-data", str(clean), "--jobs", "1", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "segdoctor-report.html").is_file()  # the default report path
-    assert p.stderr == ""  # no progress bar when stderr is not a TTY
+    assert "scanning" not in p.stderr and "Traceback" not in p.stderr  # no progress bar when stderr is not a TTY
 
 
 # ---------------------------------------------------------------- selection
@@ -387,3 +388,49 @@ def test_dataset_folder_is_not_modified(broken, tmp_path):
     assert p.returncode == 1, p.stderr
     assert _tree_digest(broken) == before
     assert (cwd / "segdoctor-report.html").is_file() and (cwd / "r.json").is_file()
+
+
+def test_images_masks_and_mask_pattern_flags(tmp_path, out):
+    root = tmp_path / "custom"
+    for i in range(3):
+        save(root / "pics" / f"{i}.png", image_rgb(i))
+        save(root / "annots" / f"{i}_fine.png", binary_mask(i))
+        save(root / "annots" / f"{i}_coarse.png", binary_mask(i, fg=255))
+    data = _json(["check-data", str(root), "--images", "pics", "--masks", "annots", "--mask-pattern", "*_fine.png"], out)
+    assert data["summary"]["pairs"] == 3
+    assert data["summary"]["layout"] == "pics/ + annots/ (from flags)"
+    assert data["findings"] == [] and data["_rc"] == 0
+    data = _json(["check-data", str(root), "--images", "pics", "--masks", "annots", "--mask-pattern", "*_coarse.png"], out)
+    assert [f["code"] for f in data["findings"]] == ["SD101"]
+
+
+def test_html_orders_findings_worst_first(broken, out):
+    assert _run(["check-data", str(broken), "--report", str(out / "r.html")], out) == 1
+    html = (out / "r.html").read_text()
+    assert html.index('id="SD101-1"') < html.index('id="SD002-2"')
+
+
+def test_progress_bar_only_when_enabled_and_slow(monkeypatch, capsys):
+    import time as time_module
+
+    from segdoctor.cli import Progress
+
+    clock = iter([0.0, 0.2, 2.0, 2.5, 3.0, 3.5])
+    monkeypatch.setattr(time_module, "monotonic", lambda: next(clock))
+    Progress(enabled=False)(1, 3, "scanning")
+    assert capsys.readouterr().err == ""
+    bar = Progress(enabled=True)
+    bar(1, 3, "scanning")  # starts the clock
+    bar(2, 3, "scanning")  # 0.2 s in: too early to show
+    assert capsys.readouterr().err == ""
+    bar(3, 3, "scanning")  # done after 2 s: shown, and the line is ended
+    err = capsys.readouterr().err
+    assert "scanning" in err and "3/3" in err and err.endswith("\n")
+
+
+@pytest.mark.parametrize("value", ["-", "none"])
+def test_json_dash_or_none_writes_no_file(clean, out, monkeypatch, value):
+    # regression: `--json -` / `--json none` were skipped by the path check but then written as files "-" / "none"
+    monkeypatch.chdir(out)
+    assert main(["check-data", str(clean), "--json", value, "--report", "none", "--jobs", "1", "-q"]) == 0
+    assert not list(out.iterdir())

@@ -670,15 +670,11 @@ def test_sd101_one_odd_mask_title(tmp_path):
 # ---------------------------------------------------------------- known gaps (xfail, reported)
 
 
-@pytest.mark.xfail(strict=True, reason="colour masks that went through JPEG and were saved as PNG are not flagged "
-                                       "by SD105 (only .jpg colour masks are); needs colour clustering")
 def test_sd105_colour_png_decoded_from_jpeg(tmp_path):
     masks = [jpeg_roundtrip(voc_palette(256)[multiclass_mask(i, classes=(0, 1, 15))], 95) for i in range(N)]
     assert "SD105" in codes(run(dataset(tmp_path, masks)))
 
 
-@pytest.mark.xfail(strict=True, reason="JPEG noise breaks the colour -> id inference: the VOC palette is not "
-                                       "recognised in .jpg colour masks and the inferred table holds noise colours")
 def test_sd104_voc_palette_recognised_in_jpeg_colour_masks(tmp_path):
     masks = [voc_palette(256)[multiclass_mask(i, classes=(0, 1, 15))] for i in range(N)]
     report = run(dataset(tmp_path, masks, mask_ext=".jpg"))
@@ -723,3 +719,36 @@ def test_sd107_passes_on_finite_float_masks(tmp_path):
         save(tmp_path / "images" / f"c{i}.png", image_rgb(i))
         save(tmp_path / "masks" / f"c{i}.npy", binary_mask(i).astype(np.float32))
     assert run(tmp_path).findings == []
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("factor", [
+    1, 2,
+    4,
+])
+def test_real_cityscapes_nearest_downsampled_is_not_interpolated(tmp_path, factor):
+    src = realdata_path("cityscapes_trainids")
+    mask = np.asarray(Image.open(next(src.rglob("*_labelTrainIds.png")))).copy()
+    mask[mask == 255] = 0
+    image = np.asarray(Image.open(next(src.rglob("*_leftImg8bit.png"))))
+    h, w = mask.shape
+    small = np.asarray(Image.fromarray(mask).resize((w // factor, h // factor), Image.NEAREST))
+    small_image = np.asarray(Image.fromarray(image).resize((w // factor, h // factor)))
+    for i, flip in enumerate([lambda a: a, np.fliplr, np.flipud]):
+        pair(tmp_path, f"c{i}", np.ascontiguousarray(flip(small)), image=np.ascontiguousarray(flip(small_image)))
+    report = run(tmp_path)
+    assert_clean(report)
+
+
+def test_sd106_colour_masks_resized_with_interpolation(tmp_path):
+    masks = [resize(voc_palette(256)[multiclass_mask(i, size=32, classes=(0, 1, 15))], 64, Image.BILINEAR)
+             for i in range(N)]
+    assert "SD106" in codes(run(dataset(tmp_path, masks)))
+
+
+def test_colour_masks_resized_with_nearest_only_sd104(tmp_path):
+    masks = [resize(voc_palette(256)[multiclass_mask(i, size=32, classes=(0, 1, 15))], 64, Image.NEAREST)
+             for i in range(N)]
+    report = run(dataset(tmp_path, masks))
+    assert set(codes(report)) == {"SD104"}
+    assert "pixels_in_stray_colours" not in by_code(report, "SD104").evidence

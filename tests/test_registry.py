@@ -234,3 +234,14 @@ def test_check_data_json_is_strictly_valid(tmp_path):
     text = json.dumps(report_json(report), allow_nan=False)
     data = _strict_loads(text)
     assert data["summary"]["counts"]["error"] >= 1
+
+
+def test_select_that_selects_nothing_in_this_scope_is_a_usage_error():
+    # regression: `check-data --select SD601` (a history check) ran no check and printed "No problems found."
+    history = [c.code for c in all_checks() if c.scope == "history"]
+    if not history:
+        pytest.skip("no history checks registered")
+    with pytest.raises(UsageError, match="selects none of the data checks"):
+        select_checks(["data"], [history[0]])
+    # ignoring another command's check is harmless
+    assert _codes(select_checks(["data"], (), [history[0]])) == _codes(select_checks(["data"]))

@@ -14,6 +14,8 @@ from segdoctor.stats.encoding import BOUNDARY_BETWEEN_LIMIT, LOSSY_NEAR_SHARE, L
 from segdoctor.stats.labels import VOC_NAMES, VOC_VOID_COLOUR, unpack_rgb, voc_palette
 
 VOID_CANDIDATES = (255, 65535, -1)
+#: a class colour this close (RGB Euclidean) to a Pascal VOC colour is that colour after compression
+VOC_SNAP_DISTANCE = 24.0
 #: a label map with more distinct class values than this is not a label map
 MAX_PLAUSIBLE_CLASSES = 256
 
@@ -260,9 +262,16 @@ def _colour_table(s: LabelSummary) -> tuple[list[tuple[tuple[int, int, int], int
     voc[VOC_VOID_COLOUR] = 255
     colours = [unpack_rgb(c) for c in s.class_colours]
     void_packed = (VOC_VOID_COLOUR[0] << 16) | (VOC_VOID_COLOUR[1] << 8) | VOC_VOID_COLOUR[2]
-    if colours and VOC_VOID_COLOUR not in colours and void_packed in s.colour_table and all(c in voc for c in colours):
-        colours.append(VOC_VOID_COLOUR)  # a thin void border has no interior pixels, yet it is the VOC void colour
-    if colours and all(c in voc for c in colours):
+    # compressed masks shift colours by a few levels: snap each class colour to a VOC colour close to it
+    voc_rgb = np.array(list(voc), dtype=float)
+    snapped = []
+    for c in colours:
+        d = np.sqrt(((voc_rgb - np.array(c, dtype=float)) ** 2).sum(-1))
+        snapped.append(tuple(int(x) for x in voc_rgb[d.argmin()]) if d.min() <= VOC_SNAP_DISTANCE else None)
+    if colours and all(snapped):
+        colours = list(dict.fromkeys(snapped))
+        if VOC_VOID_COLOUR not in colours and void_packed in s.colour_table:
+            colours.append(VOC_VOID_COLOUR)  # a thin void border has no interior pixels, yet it is the VOC void colour
         rows = [(c, voc[c], "void (ignore)" if voc[c] == 255 else VOC_NAMES[voc[c]]) for c in colours]
         return sorted(rows, key=lambda r: r[1]), True
     rows = []
@@ -310,15 +319,29 @@ class MaskMultichannel(Check):
             rows, is_voc = _colour_table(s)
             void = [r for r in rows if r[1] == 255]
             lines = [f"    {c}: {i},  # {name}" for c, i, name in rows]
-            snippet = ("import numpy as np\n"
-                       "PALETTE = {  # (R, G, B): class id" + (" (Pascal VOC)" if is_voc else "") + "\n" + "\n".join(lines) + "\n}\n"
-                       "def rgb_to_class(mask):\n"
-                       "    rgb = np.asarray(mask)[..., :3].astype(np.int32)\n"
-                       "    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]\n"
-                       "    out = np.full(packed.shape, 255, np.uint8)  # unknown colours -> 255, ignored in the loss\n"
-                       "    for (r, g, b), class_id in PALETTE.items():\n"
-                       "        out[packed == (r << 16) | (g << 8) | b] = class_id\n"
-                       "    return out")
+            noisy = any(f.lossy_like or f.interpolated or f.stray_pixels for f in s.per_colour_mask)
+            header = ("import numpy as np\n"
+                      "PALETTE = {  # (R, G, B): class id" + (" (Pascal VOC)" if is_voc else "") + "\n" + "\n".join(lines) + "\n}\n")
+            if noisy:
+                # colours were shifted by compression or blended by resizing: map each pixel to the nearest colour
+                snippet = (header +
+                           "COLOURS = np.array(list(PALETTE), np.float32)\n"
+                           "IDS = np.array(list(PALETTE.values()), np.uint8)\n"
+                           "def rgb_to_class(mask, max_distance=40.0):\n"
+                           "    rgb = np.asarray(mask)[..., :3].astype(np.float32)\n"
+                           "    d = np.linalg.norm(rgb[..., None, :] - COLOURS, axis=-1)  # (H, W, colours)\n"
+                           "    out = IDS[d.argmin(axis=-1)]\n"
+                           "    out[d.min(axis=-1) > max_distance] = 255  # far from every class colour -> ignore\n"
+                           "    return out")
+            else:
+                snippet = (header +
+                           "def rgb_to_class(mask):\n"
+                           "    rgb = np.asarray(mask)[..., :3].astype(np.int32)\n"
+                           "    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]\n"
+                           "    out = np.full(packed.shape, 255, np.uint8)  # unknown colours -> 255, ignored in the loss\n"
+                           "    for (r, g, b), class_id in PALETTE.items():\n"
+                           "        out[packed == (r << 16) | (g << 8) | b] = class_id\n"
+                           "    return out")
             other = sum(n for c, (n, _, _) in s.colour_table.items() if c not in set(s.class_colours))
             total_px = sum(n for n, _, _ in s.colour_table.values())
             ev = {"masks_colour_coded": len(colour), "masks": total, "class_colours": len(rows),
@@ -341,7 +364,7 @@ class MaskMultichannel(Check):
                 snippet=snippet,
                 files=[ctx.dataset.display(p.mask) for p in colour],
                 figures=[Figure("bar", "Pixels per mask colour", {
-                    "labels": [f"{c}" for c, _, _ in rows], "values": [s.colour_table[(c[0] << 16) | (c[1] << 8) | c[2]][0] for c, _, _ in rows],
+                    "labels": [f"{c}" for c, _, _ in rows], "values": [s.colour_table.get((c[0] << 16) | (c[1] << 8) | c[2], [0])[0] for c, _, _ in rows],
                     "ylabel": "pixels", "log": True}), example_pairs(colour, "Colour-coded masks")],
             )
 
@@ -370,38 +393,49 @@ class MaskJpegArtifacts(Check):
         total = sum(1 for _ in ctx.masks())
         lossy_files = [p for p, _, info in ctx.masks() if info.get("lossy")]
         flagged = {f.index: f for f in s.per_mask if f.lossy_like}
-        affected = list(dict.fromkeys([*lossy_files, *(ctx.dataset.pairs[i] for i in flagged)]))
+        colour_flagged = {f.index: f for f in s.per_colour_mask if f.lossy_like}
+        affected = list(dict.fromkeys([*lossy_files, *(ctx.dataset.pairs[i] for i in (*flagged, *colour_flagged))]))
         if not affected:
             return
-        colour_lossy = [p for p, _, info in ctx.masks() if info.get("lossy") and "colours" in info
-                        and info["colours"]["n_distinct"] > 4 * max(1, len(s.class_colours))]
         measurable = [f for f in flagged.values() if f.artefact_pixels > 0]
-        stray_px = sum(f.artefact_pixels for f in measurable)
-        near_px = sum(f.near_pixels for f in measurable)
-        total_px = sum(f.total_pixels for f in measurable) or 1
-        severity = Severity.ERROR if (measurable or colour_lossy) else Severity.WARNING
+        colour_measurable = [f for f in colour_flagged.values() if f.near_pixels > 0]
+        stray_px = sum(f.artefact_pixels for f in measurable) + sum(f.stray_pixels for f in colour_measurable)
+        near_px = sum(f.near_pixels for f in measurable) + sum(f.near_pixels for f in colour_measurable)
+        total_px = sum(f.total_pixels for f in (*measurable, *colour_measurable)) or 1
+        severity = Severity.ERROR if (measurable or colour_measurable) else Severity.WARNING
+        where = []
+        if measurable:
+            where.append(f"stray values near the class values {self._classes(s)} in {plural(len(measurable), 'mask')}")
+        if colour_measurable:
+            where.append(f"colours shifted off the {plural(len(s.class_colours), 'class colour')} in "
+                         f"{plural(len(colour_measurable), 'colour mask')}")
         if lossy_files:
             title = f"{of(len(lossy_files), total)} masks are stored as JPEG"
-            if measurable:
-                title += f": stray values near the class values {self._classes(s)} in {plural(len(measurable), 'mask')}"
-            elif colour_lossy:
-                title += f": {plural(len(colour_lossy), 'mask')} hold thousands of near-duplicate colours"
-            else:
-                title += " (no artefacts measured in these files, but the format is lossy)"
+            title += (": " + "; ".join(where)) if where else " (no artefacts measured in these files, but the format is lossy)"
         else:
-            title = (f"{of(len(affected), total)} masks hold values clustered near the class values "
-                     f"{self._classes(s)}: lossy compression artefacts")
+            title = f"{of(len(affected), total)} masks carry lossy compression artefacts: " + "; ".join(where)
+        evidence = {"masks_lossy_format": len(lossy_files), "masks_with_stray_values": len(measurable) + len(colour_measurable),
+                    "masks": total, "stray_pixel_share_in_those_masks": round(stray_px / total_px, 5),
+                    "stray_near_class_share": round(near_px / stray_px, 3) if stray_px else 0.0}
+        if s.class_values:
+            evidence.update({"class_values": self._classes(s), "stray_values": self._artefact_ranges(s)})
+        if colour_measurable:
+            evidence["class_colours"] = ", ".join(str(unpack_rgb(c)) for c in s.class_colours[:12])
+        if colour_measurable and not measurable:
+            snippet = ("# map every pixel to the nearest class colour (the SD104 table gives the ids)\n"
+                       f"CLASS_COLOURS = np.array({[list(unpack_rgb(c)) for c in s.class_colours[:24]]}, np.float32)\n"
+                       "nearest = np.linalg.norm(mask[..., None, :3].astype(np.float32) - CLASS_COLOURS, axis=-1).argmin(-1)\n"
+                       "clean_rgb = CLASS_COLOURS[nearest].astype(np.uint8)")
+        else:
+            snippet = _round_to_classes_snippet(s.class_values or [0, 255])
         yield self.finding(
             title=title,
             severity=severity,
-            evidence={"masks_lossy_format": len(lossy_files), "masks_with_stray_values": len(measurable), "masks": total,
-                      "class_values": self._classes(s), "stray_values": self._artefact_ranges(s),
-                      "stray_pixel_share_in_those_masks": round(stray_px / total_px, 5),
-                      "stray_near_class_share": round(near_px / stray_px, 3) if stray_px else 0.0},
+            evidence=evidence,
             why="Compression changes label values along every boundary: ids stop matching classes, comparisons such as "
                 "mask == 255 miss object edges, and sparse losses see ids that do not exist.",
             fix="Re-export the masks as PNG from their source; until then, snap each pixel to the nearest class value.",
-            snippet=_round_to_classes_snippet(s.class_values or [0, 255]),
+            snippet=snippet,
             files=[ctx.dataset.display(p.mask) for p in affected],
             figures=[example_pairs(affected, "Lossy masks")],
         )
@@ -436,9 +470,12 @@ class MaskInterpolated(Check):
     *How to fix*: resize masks with nearest-neighbour (``tf.image.resize(..., method="nearest")``,
     ``cv2.INTER_NEAREST``, ``Image.NEAREST``); to repair existing masks, snap to the nearest class value.
 
-    Fires when more than 6% of boundary pixels lie strictly between their four neighbours' min and max (clean
-    masks: ≤ 1.4%, Cityscapes train ids; resized masks 18–37%) and the stray values do not cluster near class
-    values (that pattern is compression, SD105); or when float masks hold fractional values.
+    Fires per mask when more than 6% of boundary pixels lie strictly between their four neighbours' min and
+    max (clean masks: ≤ 2%, Cityscapes train ids; resized masks 18–41%) and more than 8% lie on a monotone
+    ramp between two opposite neighbours (clean, even 4x nearest-downsampled multi-class crops: ≤ 4.5%;
+    resized: 12–41%), unless the stray values cluster near class values (compression, SD105); for colour
+    masks, when most stray colours lie on the segment between two class colours; and for float masks
+    holding fractional values.
     """
 
     code = "SD106"
@@ -451,14 +488,20 @@ class MaskInterpolated(Check):
         total = sum(1 for _ in ctx.masks())
         soft = [p for p, _, info in ctx.masks() if info.get("float_soft")]
         flagged = [f for f in s.per_mask if f.interpolated]
-        if not flagged and not soft:
+        colour_flagged = [f for f in s.per_colour_mask if f.interpolated]
+        if not flagged and not soft and not colour_flagged:
             return
         boundary = sum(f.boundary_pixels for f in flagged)
         ratio = sum(f.between_pixels for f in flagged) / boundary if boundary else 0.0
         interpolated = bool(flagged)
-        affected = list(dict.fromkeys([*soft, *(ctx.dataset.pairs[f.index] for f in flagged)]))
+        affected = list(dict.fromkeys([*soft, *(ctx.dataset.pairs[f.index] for f in (*flagged, *colour_flagged))]))
+        blend_px = sum(f.blend_pixels for f in colour_flagged)
+        colour_px = sum(f.total_pixels for f in colour_flagged)
         n_between_values = len({v for f in flagged for v in f.values} & set(s.artefact_values))
-        if soft and not interpolated:
+        if colour_flagged and not interpolated and not soft:
+            title = (f"{of(len(affected), total)} colour masks have blended colours along class boundaries "
+                     f"({blend_px / max(colour_px, 1):.1%} of pixels): resized with interpolation")
+        elif soft and not interpolated:
             title = f"{of(len(soft), total)} masks hold fractional float values (soft or interpolated labels)"
         elif n_between_values:
             title = (f"{of(len(affected), total)} masks have {plural(n_between_values, 'intermediate value')} on class boundaries "
@@ -471,7 +514,9 @@ class MaskInterpolated(Check):
             title=title,
             evidence={"boundary_pixels_between_neighbours": round(ratio, 4), "clean_masks_at_most": 0.014,
                       "intermediate_values": n_between_values, "class_values": ", ".join(str(c) for c in classes[:16]),
-                      "masks_affected": len(affected), "masks": total, "float_soft_masks": len(soft)},
+                      "masks_affected": len(affected), "masks": total, "float_soft_masks": len(soft),
+                      **({"colour_masks_with_blends": len(colour_flagged),
+                          "blended_pixel_share": round(blend_px / max(colour_px, 1), 4)} if colour_flagged else {})},
             why="Interpolation invents values between classes along every edge: binary losses see fractional targets, "
                 "sparse losses see wrong classes, and object boundaries blur.",
             fix="Resize masks with nearest-neighbour interpolation everywhere (data preparation and augmentation); "
@@ -489,8 +534,9 @@ class MaskInterpolated(Check):
 class MaskUnexpectedLabels(Check):
     """Values outside the declared classes (``--num-classes K``), more distinct values than a label map can hold, or NaN/Inf.
 
-    *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a mask with
-    thousands of values is not a label map (probabilities, instance ids, or an image saved as a mask).
+    *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a NaN label
+    makes the loss NaN; a mask with thousands of values is not a label map (probabilities, instance ids, or an
+    image saved as a mask).
 
     *How to fix*: remap the ids, fix K, or convert instance ids to class ids (Cityscapes: ``ids // 1000``).
     """

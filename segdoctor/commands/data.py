@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from segdoctor.context import DataContext, DataOptions
+from segdoctor.engines import ENGINES, scan_records, validate_engine
 from segdoctor.errors import UsageError
 from segdoctor.findings import Figure, Section, Table
 from segdoctor.io.dataset import discover_dataset, sample_dataset
 from segdoctor.registry import select_checks, split_patterns
 from segdoctor.report.model import Report
 from segdoctor.runner import run_checks
-from segdoctor.scan import scan_pairs
 
 NAME = "check-data"
 HELP = "inspect an image/mask dataset: pairing, geometry, mask encoding, balance, normalisation, alignment"
@@ -30,6 +30,7 @@ examples:
   segdoctor check-data data/
   segdoctor check-data data/ --images imgs --masks annotations --num-classes 4
   segdoctor check-data cityscapes/ --mask-pattern '*_labelIds.png' --json report.json
+  segdoctor check-data s3://bucket/dataset --engine dask --scheduler tcp://10.0.0.5:8786
 """
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,14 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", metavar="DIR", help="dataset folder")
+    p.add_argument("dir", metavar="DIR", help="dataset folder, or an fsspec URL (s3://, gs://, file://...)")
     add_dataset_arguments(p)
     p.add_argument("--jobs", type=int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--sample", type=int, metavar="N", help="check a seeded random subset of N pairs")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="where the per-file statistics run: local processes (default) or a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address for --engine dask (default: a local cluster on 127.0.0.1)")
 
 
 def check_data(
@@ -64,17 +69,20 @@ def check_data(
     jobs: int | None = None,
     sample: int | None = None,
     progress: ProgressFn | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> Report:
     """Run the data checks on the dataset at ``path`` and return the report."""
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"--num-classes {num_classes}: expected a positive number of classes (2 for binary masks).")
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: expected a positive number of pairs.")
+    validate_engine(engine, scheduler)
     checks = select_checks(["data"], select, ignore)
     ds = discover_dataset(path, images=images, masks=masks, mask_pattern=mask_pattern)
     if sample:
         ds = sample_dataset(ds, sample)
-    records = scan_pairs(ds.pairs, jobs=jobs, progress=progress)
+    records = scan_records(ds.pairs, engine=engine, scheduler=scheduler, jobs=jobs, progress=progress)
     ctx = DataContext(ds, records, DataOptions(num_classes=num_classes, jobs=jobs, sample=sample))
     findings, statuses = run_checks(checks, {"data": ctx})
     report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
@@ -149,4 +157,6 @@ def run(args: argparse.Namespace, progress: ProgressFn) -> Report:
         jobs=args.jobs,
         sample=args.sample,
         progress=progress,
+        engine=args.engine,
+        scheduler=args.scheduler,
     )

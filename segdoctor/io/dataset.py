@@ -19,6 +19,7 @@ from pathlib import Path
 
 from segdoctor.errors import DatasetError
 from segdoctor.io.readers import IMAGE_EXTENSIONS
+from segdoctor.io.remote import RemotePath, is_url
 
 SPLIT_NAMES = {
     "train": "train", "training": "train", "trn": "train",
@@ -90,9 +91,19 @@ class Dataset:
         if path is None:
             return ""
         try:
-            return str(path.relative_to(self.root))
+            return printable(str(path.relative_to(self.root)))
         except ValueError:
-            return str(path)
+            return printable(str(path))
+
+
+def printable(text: str) -> str:
+    """``text`` with file-name bytes that are not UTF-8 shown as ``\\xNN`` (os.fsdecode keeps them as lone
+    surrogates, which no UTF-8 report file can hold)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _tokens(name: str) -> list[str]:
@@ -104,6 +115,10 @@ def _is_image_file(p: Path) -> bool:
 
 
 def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
+    if isinstance(folder, RemotePath):
+        from segdoctor.io.remote import list_files
+
+        return list_files(folder, recursive=recursive, max_depth=MAX_DEPTH, accept=lambda n: _is_image_file(Path(n)))
     out: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
     stack = [(folder, 0)]
@@ -123,6 +138,8 @@ def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
                 continue
             try:
                 if e.is_dir():
+                    if e.is_symlink() and _links_to_ancestor(e.path, d):
+                        continue
                     if recursive and depth < MAX_DEPTH:
                         stack.append((Path(e.path), depth + 1))
                 elif _is_image_file(Path(e.name)):
@@ -132,7 +149,20 @@ def _list_files(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted(out)
 
 
+def _links_to_ancestor(link: str, folder: Path) -> bool:
+    """A folder link back to the folder holding it, or above, would list the same files again under new
+    names (images/loop/masks/x.png taken for an image); the (device, inode) check alone misses it when the
+    target is above the folder the listing started from."""
+    target = os.path.realpath(link)
+    here = os.path.realpath(folder)
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+
+
 def _subdirs(folder: Path) -> list[Path]:
+    if isinstance(folder, RemotePath):
+        from segdoctor.io.remote import subdirs
+
+        return subdirs(folder)
     try:
         return sorted(Path(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     except OSError:
@@ -164,7 +194,7 @@ def _find_dir_pairs(root: Path) -> list[tuple[Path, Path, str]]:
     """(image_dir, mask_dir, note) pairs among sibling folders anywhere below root (breadth first)."""
     found: list[tuple[Path, Path, str]] = []
     queue = [(root, 0)]
-    seen: set[Path] = set()
+    seen: set[Path] = {root.resolve()}  # a link back to the root must not be searched again
     while queue:
         d, depth = queue.pop(0)
         subs = _subdirs(d)
@@ -379,7 +409,8 @@ def discover_dataset(
     mask_pattern: str | None = None,
 ) -> Dataset:
     """Find image/mask pairs under ``root``; raise ``DatasetError`` when none can be found."""
-    root = Path(root).expanduser()
+    # fsspec URLs (s3://, memory://, file://...) are listed through fsspec; local paths keep os.scandir
+    root = RemotePath.from_url(root) if is_url(root) else Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"{root}: no such folder; expected a dataset folder (e.g. with images/ and masks/).")
     if not root.is_dir():

@@ -8,11 +8,14 @@ a reason a user understands; the scan records it as SD001 and goes on.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from segdoctor.io.remote import is_url
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".webp"})
 LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP"})
@@ -59,9 +62,15 @@ def _read_npy(path: Path) -> Decoded:
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
+        if "mmap length" in str(exc):
+            raise UnreadableFile("truncated .npy: the header claims more data than the file holds") from None
         raise UnreadableFile(f"not a plain numeric .npy array ({exc})") from None
     except Exception as exc:
         raise UnreadableFile(f"cannot load .npy: {exc}") from None
+    return _npy_decoded(arr)
+
+
+def _npy_decoded(arr: np.ndarray) -> Decoded:
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)  # channels-first array
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -78,11 +87,22 @@ def _read_npy(path: Path) -> Decoded:
     return Decoded(a, "NPY", str(a.dtype), _bits_for("", a.dtype))
 
 
-def _read_tiff_fallback(path: Path) -> Decoded:
+def _read_tiff_fallback(source) -> Decoded:
     import tifffile
 
     try:
-        a = tifffile.imread(str(path))
+        if hasattr(source, "seek"):
+            source.seek(0)
+        with tifffile.TiffFile(source if hasattr(source, "seek") else str(source)) as tif:
+            # tifffile allocates the size the header claims before reading: check it first
+            shape = tif.series[0].shape if tif.series else ()
+            if int(np.prod(shape, dtype=np.int64)) > MAX_PIXELS * 4:
+                raise UnreadableFile(f"TIFF header claims shape {tuple(shape)}, above the size limit")
+            a = tif.asarray()
+    except UnreadableFile:
+        raise
+    except MemoryError:
+        raise UnreadableFile("TIFF too large to decode in memory") from None
     except Exception as exc:
         raise UnreadableFile(f"cannot decode TIFF: {exc}") from None
     if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] not in (1, 3, 4):
@@ -96,23 +116,57 @@ def _read_tiff_fallback(path: Path) -> Decoded:
 
 def read_file(path: str | Path) -> Decoded:
     """Decode ``path``; raise ``UnreadableFile`` with a short reason when it cannot be read."""
-    from PIL import Image
-
+    if is_url(path):
+        return _read_url(path)
     p = Path(path)
     try:
-        size = os.stat(p).st_size
+        st = os.stat(p)
     except OSError as exc:
         raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO would block the reader forever; a device could stream without end
+        raise UnreadableFile("not a regular file (a FIFO, socket or device with an image name)")
+    size = st.st_size
     if size == 0:
         raise UnreadableFile("the file is empty (0 bytes)")
     if p.suffix.lower() == ".npy":
         return _read_npy(p)
+    return _read_image(p, p.suffix.lower())
+
+
+def _read_url(url) -> Decoded:
+    """Read through fsspec (``url`` is a URL string or a RemotePath): the same decoders, fed a seekable stream."""
+    from segdoctor.io.remote import MAX_REMOTE_BYTES, load_npy, open_url
+
+    suffix = Path(str(url).rsplit("/", 1)[-1]).suffix.lower()
+    try:
+        stream, size = open_url(url)
+    except Exception as exc:
+        raise UnreadableFile(f"cannot open: {exc}") from None
+    with stream:
+        if size == 0:
+            raise UnreadableFile("the file is empty (0 bytes)")
+        if size > MAX_REMOTE_BYTES:
+            raise UnreadableFile(f"{size:,} bytes, above the {MAX_REMOTE_BYTES:,}-byte limit for remote files")
+        if suffix == ".npy":
+            try:
+                arr = load_npy(stream, max_elements=MAX_PIXELS * 4)
+            except Exception as exc:
+                raise UnreadableFile(f"not a plain numeric .npy array ({exc})") from None
+            return _npy_decoded(arr)
+        return _read_image(stream, suffix)
+
+
+def _read_image(source, suffix: str) -> Decoded:
+    """Decode with Pillow (TIFFs Pillow cannot read go to tifffile); ``source`` is a path or a binary stream."""
+    from PIL import Image
+
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                fmt = im.format or p.suffix.lstrip(".").upper()
+            with Image.open(source) as im:
+                fmt = im.format or suffix.lstrip(".").upper()
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise UnreadableFile(f"header claims {w}x{h} pixels, above the {MAX_PIXELS:,}-pixel safety limit")
@@ -145,8 +199,11 @@ def read_file(path: str | Path) -> Decoded:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableFile(f"decompression-bomb guard: {exc}") from None
     except Exception as exc:
-        if p.suffix.lower() in (".tif", ".tiff"):
-            return _read_tiff_fallback(p)
+        if isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError)):
+            # an OSError, but not a sign of corrupt data: say what happened
+            raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from None
+        if suffix in (".tif", ".tiff"):
+            return _read_tiff_fallback(source)
         msg = str(exc) or type(exc).__name__
         if "cannot identify image file" in msg:
             msg = "not an image (no known image header)"

@@ -106,5 +106,8 @@ def render_html(report: Report) -> str:
 
 def write_html(report: Report, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(render_html(report), encoding="utf-8")
+    from segdoctor.io.dataset import printable
+
+    # file names that are not UTF-8 can reach the page through notes and captions, not only file lists
+    path.write_text(printable(render_html(report)), encoding="utf-8")
     return path

@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from segdoctor.io.dataset import printable
 from segdoctor.report.model import Report
 
 
 def _clean(value: Any) -> Any:
     # JSON has no NaN/Inf; numpy scalars are not serialisable. Keep the file strictly valid.
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {printable(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
@@ -23,7 +24,9 @@ def _clean(value: Any) -> Any:
             return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, str):
+        return printable(value)  # file names that are not UTF-8 (lone surrogates) would make the file invalid
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
     return str(value)
 

@@ -62,6 +62,22 @@ def neighbourhood_flags(label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return c, interior, between
 
 
+def monotone_pixels(label: np.ndarray) -> int:
+    """Inner pixels whose value lies strictly between two opposite neighbours (left/right or up/down).
+
+    A resize ramp (0, 1, 2, 3 across an edge between ids 0 and 3) is monotone along the edge normal;
+    a junction of three classes in a clean map is not. This separates resized consecutive-id maps
+    from small clean multi-class maps, which both have values between their neighbours' min and max.
+    """
+    lab = np.asarray(label)
+    if lab.ndim != 2 or lab.shape[0] < 3 or lab.shape[1] < 3:
+        return 0
+    c = lab[1:-1, 1:-1]
+    up, down, left, right = lab[:-2, 1:-1], lab[2:, 1:-1], lab[1:-1, :-2], lab[1:-1, 2:]
+    mono = ((left < c) & (c < right)) | ((left > c) & (c > right)) | ((up < c) & (c < down)) | ((up > c) & (c > down))
+    return int(mono.sum())
+
+
 def value_stats(label: np.ndarray) -> ValueStats:
     """Count each value of a 2-D integer (or integral float) label map with its interior/between pixels."""
     lab = np.asarray(label)

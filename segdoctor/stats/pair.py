@@ -18,6 +18,7 @@ from segdoctor.stats.labels import (
     MAX_TRACKED_COLOURS,
     channel_spread,
     is_integral,
+    monotone_pixels,
     pack_rgb,
     value_stats,
     voc_palette,
@@ -88,6 +89,13 @@ def mask_label(dec: Decoded, info: Record) -> np.ndarray | None:
 
 def mask_record(dec: Decoded) -> tuple[Record, np.ndarray | None]:
     a = dec.array
+    if a.ndim == 3 and a.shape[2] > 4:
+        # neither a label map nor a colour mask; judging its first 3 channels as colours would mislead
+        one_hot = bool(np.all(np.count_nonzero(a, axis=2) == 1))
+        raise UnreadableFile(
+            f"{a.shape[2]}-channel mask: expected a label map (H, W) or a 3/4-channel colour mask"
+            + ("; it is one-hot, store np.argmax(mask, axis=-1) as class ids" if one_hot else "")
+        )
     info = image_info(dec)
     info["lossy"] = dec.format in LOSSY_FORMATS
     info["palette"] = _palette_kind(dec.palette)
@@ -124,7 +132,7 @@ def mask_record(dec: Decoded) -> tuple[Record, np.ndarray | None]:
         label = label.astype(np.uint8)
     vs = value_stats(label)
     info["values"] = {"values": vs.values, "counts": vs.counts, "interior": vs.interior, "between": vs.between,
-                      "n_distinct": vs.n_distinct, "other_count": vs.other_count}
+                      "n_distinct": vs.n_distinct, "other_count": vs.other_count, "monotone": monotone_pixels(label)}
     return info, label
 
 
@@ -157,6 +165,9 @@ def analyse_pair(image_path, mask_path) -> Record:
     if mask is not None:
         try:
             rec["mask_info"], label = mask_record(mask)
+        except UnreadableFile as exc:
+            rec["mask_error"] = str(exc)
+            mask = None
         except Exception as exc:
             rec["mask_error"] = f"cannot analyse mask: {type(exc).__name__}: {exc}"
             mask = None
