@@ -107,3 +107,14 @@ def test_data_findings_are_merged_and_linked(tmp_path):
 def test_select_narrows_the_checks(tmp_path):
     rc, report, _ = _main(tmp_path, SAMPLES / "blank_unet.keras", "--data", SAMPLES / "data", "--select", "SD503")
     assert [f["code"] for f in report["findings"]] == ["SD503"] and rc == 0
+
+
+def test_select_of_a_scope_this_run_does_not_cover_is_a_usage_error(tmp_path, capsys):
+    rc, _, _ = _main(tmp_path, SAMPLES / "healthy_unet.keras", "--select", "SD601")  # history check, no --history
+    assert rc == 2 and "--select" in capsys.readouterr().err
+
+
+def test_select_data_checks_only(tmp_path):
+    rc, report, _ = _main(tmp_path, SAMPLES / "blank_unet.keras", "--data", SAMPLES / "data", "--select", "SD1")
+    ran = {c["code"] for c in report["checks"] if c["status"] != "skipped"}
+    assert ran and all(code.startswith("SD1") for code in ran) and rc == 0

@@ -195,8 +195,13 @@ def check_model(
     history_module = _history_module() if history is not None else None
     if history is not None and not Path(history).expanduser().exists():  # fail before the slow part, not after it
         raise UsageError(f"--history {history}: no such file or folder; expected a History JSON, a CSVLogger CSV or a TensorBoard log folder.")
-    model_checks = select_checks(["model"], select, ignore)
-    prediction_checks = select_checks(["predictions"], select, ignore)
+    # one selection over every scope this run covers: `--select SD501` must not fail for selecting no data check
+    scopes = ["model", "predictions", *(["data"] if data is not None else []), *(["history"] if history is not None else [])]
+    chosen = select_checks(scopes, select, ignore)
+    model_checks = [c for c in chosen if c.scope == "model"]
+    prediction_checks = [c for c in chosen if c.scope == "predictions"]
+    run_data_checks = any(c.scope == "data" for c in chosen)
+    run_history_checks = any(c.scope == "history" for c in chosen)
 
     objects = load_custom_objects(list(custom_objects))
     loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
@@ -211,18 +216,20 @@ def check_model(
     if data is not None:
         pairs, n_all = discover_pairs(data, images=images, masks=masks, mask_pattern=mask_pattern, sample=sample)
         report.facts.update({"pairs_found": n_all, "pairs_evaluated": len(pairs)})
-        # the dataset checks on the same data: a model failure is often a data defect (0/255 masks, imbalance)
-        data_report = check_data(data, images=images, masks=masks, mask_pattern=mask_pattern, num_classes=num_classes,
-                                 select=select, ignore=ignore, sample=sample, progress=progress)
-        data_findings = list(data_report.findings)
-        report.add(data_report.findings, data_report.checks)
-        report.sections.extend(data_report.sections)
-        report.notes.extend(data_report.notes)
+        if run_data_checks:
+            # the dataset checks on the same data: a model failure is often a data defect (0/255 masks, imbalance)
+            data_report = check_data(data, images=images, masks=masks, mask_pattern=mask_pattern, num_classes=num_classes,
+                                     select=select, ignore=ignore, sample=sample, progress=progress)
+            data_findings = list(data_report.findings)
+            report.add(data_report.findings, data_report.checks)
+            report.sections.extend(data_report.sections)
+            report.notes.extend(data_report.notes)
 
     result = None
     candidate: dict[str, float] = {}
     mode_used, reason = preprocess, ""
-    if pairs:
+    # SD403 compares the head with the class ids the inference pass collects; nothing else needs predictions
+    if pairs and (prediction_checks or any(c.code == "SD403" for c in model_checks)):
         mode_used, reason = _choose_preprocess(preprocess, spec, pairs)
         if preprocess != "auto" or not spec.input_scaling:
             candidate = _score_candidates(loaded.model, spec, pairs, threshold=threshold, batch_size=batch_size, num_classes=num_classes)
@@ -261,7 +268,7 @@ def check_model(
         report.add([], [_skipped(c) for c in prediction_checks])
     report.sections.insert(0, _model_section(loaded, spec))
 
-    if history_module is not None:
+    if history_module is not None and run_history_checks:
         share = history_module.background_share_from(data_report) if data_report is not None else None
         diagnosis = history_module.diagnose_history(history, background_share=share, data_findings=data_findings,
                                                     select=select, ignore=ignore)
