@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ class PredictionContext:
     preprocess_fixed: bool = False  # the user chose --preprocess (not auto)
     candidate_dice: dict[str, float] = field(default_factory=dict)
     other_findings: list[Finding] = field(default_factory=list)
+    data_root: str | None = None  # file names in findings are shown relative to it, as check-data shows them
 
     @cached_property
     def a(self) -> dict[str, np.ndarray]:
@@ -73,7 +75,15 @@ class PredictionContext:
         return [by_code[c] for c in CAUSE_CODES if c in by_code]
 
     def files(self, mask: np.ndarray) -> list[str]:
-        return [n for n, m in zip(self.result.binary.names, mask) if m]
+        return [self._display(n) for n, m in zip(self.result.binary.names, mask) if m]
+
+    def _display(self, name: str) -> str:
+        if self.data_root:
+            try:
+                return str(Path(name).relative_to(self.data_root))
+            except ValueError:
+                pass
+        return name
 
 
 def _loss_prescription(spec: Any, fg_share: float) -> str:

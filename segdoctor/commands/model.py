@@ -259,7 +259,8 @@ def check_model(
     if result is not None:
         pctx = PredictionContext(spec=spec, result=result, threshold=threshold, preprocess=mode_used,
                                  preprocess_fixed=preprocess != "auto", candidate_dice=candidate,
-                                 other_findings=[*model_findings, *data_findings])
+                                 other_findings=[*model_findings, *data_findings],
+                                 data_root=str(Path(data).expanduser()))
         pred_findings, pstatuses = run_checks(prediction_checks, {"predictions": pctx})
         report.add(pred_findings, pstatuses)
         report.facts.update({"mean_dice": round(pctx.mean_dice, 4), "preprocess": mode_used})
