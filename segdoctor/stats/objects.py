@@ -51,7 +51,8 @@ def snap_to_values(label: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def component_summary(label: np.ndarray, *, values: np.ndarray | None = None, skip_zero: bool = True) -> dict[str, Any]:
     """Connected components (8-connectivity) of each value of a 2-D label map.
 
-    Returns ``{"values": [...], "components": [...], "tiny": [...], "hist": (n_values, SIZE_BINS) int64,
+    Returns ``{"values": [...], "components": [...], "tiny": [...], "tiny_pixels": [...], "pixels": [...],
+    "hist": (n_values, SIZE_BINS) int64,
     "scale": pixels per sampled pixel, "area": full-resolution pixels}``. ``values`` restricts and snaps
     the map to those values first; ``skip_zero`` leaves out value 0 (the usual background).
     """
@@ -76,7 +77,7 @@ def component_summary(label: np.ndarray, *, values: np.ndarray | None = None, sk
         present = present[present != 0]
     structure = np.ones((3, 3), dtype=bool)
     limit = tiny_limit(area)
-    out_vals, comps, tiny, hists = [], [], [], []
+    out_vals, comps, tiny, tiny_px, pixels, hists = [], [], [], [], [], []
     for v in np.sort(present):
         region = small == v
         if not region.any():
@@ -86,12 +87,17 @@ def component_summary(label: np.ndarray, *, values: np.ndarray | None = None, sk
         bins = np.clip(np.floor(np.log2(np.maximum(sizes, 1.0))).astype(np.int64), 0, SIZE_BINS - 1)
         out_vals.append(v.item() if hasattr(v, "item") else v)
         comps.append(int(n))
-        tiny.append(int((sizes < limit).sum()))
+        small_obj = sizes < limit
+        tiny.append(int(small_obj.sum()))
+        tiny_px.append(float(sizes[small_obj].sum()))
+        pixels.append(float(sizes.sum()))
         hists.append(np.bincount(bins, minlength=SIZE_BINS)[:SIZE_BINS].astype(np.int64))
     return {
         "values": out_vals,
         "components": comps,
         "tiny": tiny,
+        "tiny_pixels": tiny_px,
+        "pixels": pixels,
         "hist": np.asarray(hists, dtype=np.int64).reshape(len(hists), SIZE_BINS),
         "scale": scale,
         "area": int(area),
