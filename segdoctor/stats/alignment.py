@@ -139,3 +139,99 @@ def alignment_maps(data, rec: dict) -> None:
         "square": bool(ia.shape[0] == ia.shape[1]),
         "score": alignment_score(edges, boundary),
     }
+
+
+#: pairs the dataset-wide study uses at most (seeded random subset beyond): bounds memory and the N x N scores
+MAX_STUDY_PAIRS = 2000
+#: cross-pair scores kept for the null at most
+MAX_NULL_CROSS = 200_000
+#: mask shifts (in map cells, 1/8 and 3/16 of the side) added to the null: a shifted mask is a wrong mask
+NULL_SHIFTS = ((8, 0), (0, 8), (-12, 0), (0, -12))
+
+
+def robust_location_scale(x: np.ndarray) -> tuple[float, float]:
+    """Median and MAD-based standard deviation of the finite values (scale floored at 0.005)."""
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 1.0, 0.005
+    med = float(np.median(v))
+    mad = float(np.median(np.abs(v - med))) * 1.4826
+    return med, max(mad, 0.005)
+
+
+def shifted_scores(edges: np.ndarray, boundaries: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+    """Score of every image with its own mask rolled by ``shift`` cells."""
+    b = np.roll(np.asarray(boundaries, dtype=np.float32), shift, axis=(1, 2))
+    total = b.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = (np.asarray(edges, dtype=np.float32) * b).sum(axis=(1, 2)) / total
+    return np.where(total > 0, s, np.nan)
+
+
+def transformed_scores(edges: np.ndarray, boundaries: np.ndarray, transform: str) -> np.ndarray:
+    """Score of every image with its own mask transformed (flip, rotation, transpose)."""
+    fn = TRANSFORMS[transform][0]
+    b = np.stack([fn(x) for x in np.asarray(boundaries)]).astype(np.float32)
+    total = b.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = (np.asarray(edges, dtype=np.float32) * b).sum(axis=(1, 2)) / total
+    return np.where(total > 0, s, np.nan)
+
+
+def study_alignment(edges: np.ndarray, boundaries: np.ndarray, square: np.ndarray, *, seed: int = 0) -> dict:
+    """Judge every pair's own score against a null of mismatched pairs of the same dataset.
+
+    ``edges`` (N, S, S), ``boundaries`` (N, S, S), ``square`` (N,) bool. Returns robust z-scores (in
+    units of the null's spread above its median) of each pair's own score, of the best other mask for
+    each image (and which), and of each pair's mask under each of the 7 transforms (NaN where the
+    transform would change a non-square shape), plus the null itself.
+    """
+    n = len(edges)
+    rng = np.random.default_rng(seed)
+    scores = score_matrix(edges, boundaries)
+    own = np.diag(scores).copy()
+    off = ~np.eye(n, dtype=bool)
+    cross = scores[off]
+    cross = cross[np.isfinite(cross)]
+    if cross.size > MAX_NULL_CROSS:
+        cross = rng.choice(cross, MAX_NULL_CROSS, replace=False)
+    shifted = np.concatenate([shifted_scores(edges, boundaries, s) for s in NULL_SHIFTS])
+    shifted = shifted[np.isfinite(shifted)]
+    null = np.concatenate([cross, shifted])
+    med, scale = robust_location_scale(null)
+    z = (scores - med) / scale
+    z_own = np.diag(z).copy()
+    z_other = np.where(off, z, -np.inf)
+    z_other = np.where(np.isfinite(z_other), z_other, -np.inf)
+    best = np.argmax(z_other, axis=1) if n > 1 else np.zeros(n, np.int64)
+    z_best = z_other[np.arange(n), best] if n > 1 else np.full(n, -np.inf)
+    z_transforms = {}
+    for name, (_, _, keeps_shape) in TRANSFORMS.items():
+        t = (transformed_scores(edges, boundaries, name) - med) / scale
+        if not keeps_shape:
+            t = np.where(square, t, np.nan)
+        z_transforms[name] = t
+    return {
+        "own": own, "z_own": z_own, "best_other": best, "z_best_other": z_best,
+        "z_transforms": z_transforms, "null": null, "null_median": med, "null_scale": scale,
+        "n_cross": int(cross.size), "n_shifted": int(shifted.size),
+    }
+
+
+#: largest mask offset searched, in map cells (a quarter of the side)
+MAX_SHIFT = MAP_SIDE // 4
+
+
+def shift_scores(edges: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
+    """(N, S, S): entry [n, dy, dx] is the score of image n with its own mask rolled by (dy, dx) cells
+    (negative offsets wrap to the end of the axis, as ``np.roll`` does). One FFT cross-correlation per pair."""
+    e = np.asarray(edges, dtype=np.float64)
+    b = np.asarray(boundaries, dtype=np.float64)
+    s = e.shape[-2:]
+    corr = np.fft.irfft2(np.fft.rfft2(e) * np.conj(np.fft.rfft2(b)), s=s)
+    total = b.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = corr / total[:, None, None]
+    out[total <= 0] = np.nan
+    return out

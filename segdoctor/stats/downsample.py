@@ -73,11 +73,17 @@ def small_gray(dec, size: int = GRID) -> np.ndarray:
     key = f"small_gray_{size}"
     cached = dec.extra.get(key)
     if cached is None:
-        cached = pool_to(gray_float(strided_sample(dec.array, 2 * size)), size)
-        if cached.shape != (size, size):  # images smaller than the grid: nearest upsampling keeps the maths uniform
-            cached = nearest_resize(cached, size, size)
+        cached = gray_grid(dec.array, size)
         dec.extra[key] = cached
     return cached
+
+
+def gray_grid(image: np.ndarray, size: int = GRID) -> np.ndarray:
+    """Any image -> (size, size) float32 gray: strided to about 2*size, then area-averaged."""
+    g = pool_to(gray_float(strided_sample(image, 2 * size)), size)
+    if g.shape != (size, size):  # images smaller than the grid: nearest upsampling keeps the maths uniform
+        g = nearest_resize(g, size, size)
+    return g
 
 
 def nearest_resize(label: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
