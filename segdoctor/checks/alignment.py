@@ -14,7 +14,15 @@ import numpy as np
 
 from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.registry import Check, register
-from segdoctor.stats.alignment import MAP_SIDE, MAX_SHIFT, MAX_STUDY_PAIRS, TRANSFORMS, shift_scores, study_alignment
+from segdoctor.stats.alignment import (
+    MAP_SIDE,
+    MAX_SHIFT,
+    MAX_STUDY_PAIRS,
+    TRANSFORMS,
+    shift_scores,
+    stored_edges,
+    study_alignment,
+)
 
 #: the dataset "shows signal" when its median own-pair z reaches this: masks generally trace image edges
 Z_SIGNAL = 6.0
@@ -71,7 +79,7 @@ def _study(ctx) -> AlignmentStudy | None:
         rng = np.random.default_rng(0)
         idx = sorted(rng.choice(idx, MAX_STUDY_PAIRS, replace=False).tolist())
     recs = ctx.records
-    edges = np.stack([recs[i]["align"]["edges"] for i in idx]).astype(np.float32)
+    edges = np.stack([stored_edges(recs[i]["align"]["edges"]) for i in idx])
     bounds = np.stack([recs[i]["align"]["boundary"] for i in idx])
     square = np.array([recs[i]["align"]["square"] for i in idx])
     res = study_alignment(edges, bounds, square)
