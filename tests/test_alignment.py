@@ -98,7 +98,7 @@ def test_two_swapped_masks_are_named(tmp_path):
     assert f.severity.label == "error"
     assert sorted(x for x in f.files if x.startswith("images/")) == ["images/s002.png", "images/s007.png"]
     assert "masks/s007.png" in f.evidence["pair images/s002.png"]  # the mask that fits image 2
-    assert f.evidence["another_mask_fits_better"] == 2
+    assert f.evidence["better_fit_found"] == 2
 
 
 def test_shuffled_masks_fire(tmp_path):
@@ -189,3 +189,16 @@ def test_real_membranes_with_two_replaced_masks_flag_those(tmp_path):
 def test_real_membranes_with_transformed_masks_name_the_repair(tmp_path, transform, name):
     f = finding(check_data(_membranes(tmp_path, transform=transform), select=["SD252"], jobs=2), "SD252")
     assert f.evidence["transform"] == name
+
+
+def test_a_few_flipped_masks_are_listed_with_their_repair(tmp_path):
+    pairs = _blobs()
+    for k in (1, 5, 9):
+        pairs[k] = (pairs[k][0], np.ascontiguousarray(pairs[k][1][:, ::-1]))
+    write_dataset(tmp_path, pairs)
+    r = check_data(tmp_path, select=["SD25"], jobs=1)
+    assert "SD252" not in codes(r)  # 3 of 12 is not the dataset's convention
+    f = finding(r, "SD251")
+    assert sorted(x for x in f.files if x.startswith("images/")) == ["images/s001.png", "images/s005.png",
+                                                                    "images/s009.png"]
+    assert all("fits after horizontal flip" in f.evidence[f"pair images/s00{k}.png"] for k in (1, 5, 9))

@@ -187,3 +187,47 @@ def test_cityscapes_crop_is_imbalanced_with_tiny_poles():
     assert f.evidence["ignored_void"] == "255"  # 255 is void beside ids 0..13, not a class
     assert "VOID = 255" in f.snippet and "NUM_CLASSES = 14" in f.snippet
     assert "5" in finding(r, "SD152").title  # poles (train id 5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(4, 12))
+def test_one_pass_labelling_equals_per_class_labelling(seed, n_classes):
+    import segdoctor.stats.objects as objects
+
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, n_classes, (24, 24)).repeat(5, 0).repeat(5, 1).astype(np.uint8)
+    lab[rng.random(lab.shape) < 0.01] = 0  # isolated pixels: components of one pixel
+    multi = component_summary(lab)
+    saved = objects.MULTI_LABEL_FROM
+    objects.MULTI_LABEL_FROM = 10**6
+    try:
+        single = component_summary(lab)
+    finally:
+        objects.MULTI_LABEL_FROM = saved
+    for key in ("values", "components", "tiny", "pixels", "tiny_pixels"):
+        assert multi[key] == single[key], key
+    assert np.array_equal(multi["hist"], single["hist"])
+
+
+def test_declared_classes_absent_from_the_masks_get_neutral_weights(tmp_path):
+    rng = np.random.default_rng(6)
+    pairs = []
+    for _ in range(4):
+        m = np.zeros((100, 100), np.uint8)
+        m[:, 60:] = 1
+        m[10:13, 10:13] = 2
+        pairs.append((np.clip(rng.normal(60, 10, m.shape) + 40 * m, 0, 255).astype(np.uint8), m))
+    write_dataset(tmp_path, pairs)
+    f = finding(check_data(tmp_path, select=["SD151"], num_classes=5, jobs=1), "SD151")
+    assert "NUM_CLASSES = 5" in f.snippet and "3, 4 never occur" in f.snippet
+    assert f.evidence["masks_with[3]"] == 0
+
+
+def test_binary_masks_stored_as_0_255_with_two_declared_classes(tmp_path):
+    pairs = _rare_foreground(tmp_path)
+    for i, (_, m) in enumerate(pairs):
+        from PIL import Image
+
+        Image.fromarray(m * 255).save(tmp_path / "masks" / f"s{i:03d}.png")
+    f = finding(check_data(tmp_path, select=["SD151"], num_classes=2, jobs=1), "SD151")
+    assert "share[255]" in f.evidence and "sigmoid" in f.snippet

@@ -108,7 +108,10 @@ def _study(ctx) -> AlignmentStudy | None:
     for k in range(len(idx)):
         looks_null = z_fit[k] < Z_NULL and signal >= Z_SIGNAL
         other_fits = res["z_best_other"][k] >= zb and res["z_best_other"][k] - z_fit[k] >= Z_GAIN
-        if looks_null or other_fits:
+        # its own mask flipped/rotated fits far better: that pair alone was stored transformed
+        transformed_fits = any(np.isfinite(zt[k]) and zt[k] >= zb and zt[k] - z_fit[k] >= Z_GAIN
+                               for zt in res["z_transforms"].values())
+        if looks_null or other_fits or transformed_fits:
             study.suspects.append(k)
     res["signal"] = signal
     res["z_better"] = zb
@@ -178,8 +181,9 @@ class PairMisaligned(Check):
     is averaged over the mask's class-boundary pixels and pooled to 64x64. The null is the same score
     for every image with every other mask and for masks shifted by 1/8 of the image; z is the
     distance above the null median in robust standard deviations (MAD). A pair is flagged (error)
-    when another mask of the dataset fits its image with z >= max(6, sqrt(2 ln n_null) + 2) and beats
-    its own mask by >= 4; or (warning) when the dataset's pairs generally fit (median z >= 6) but this
+    when another mask of the dataset, or its own mask under one of the 7 flips/rotations, fits its
+    image with z >= max(6, sqrt(2 ln n_null) + 2) and beats its own mask as stored by >= 4; or
+    (warning) when the dataset's pairs generally fit (median z >= 6) but this
     pair's z is below 2.5. Datasets whose correct pairs do not separate from the null stay quiet.
     A consistent offset of every mask (a crop or pad applied to one side) is found by correlating
     each edge map with its own boundary map over offsets up to a quarter of the image, with the same
@@ -210,19 +214,19 @@ class PairMisaligned(Check):
             i = study.indices[k]
             j = study.indices[int(res["best_other"][k])]
             better = res["z_best_other"][k] >= res["z_better"] and res["z_best_other"][k] - res["z_fit"][k] >= Z_GAIN
-            (swapped if better else weak).append(k)
             fix_t = None
             for name, zt in res["z_transforms"].items():
                 if np.isfinite(zt[k]) and zt[k] >= res["z_better"] and zt[k] - res["z_fit"][k] >= Z_GAIN:
                     if fix_t is None or zt[k] > res["z_transforms"][fix_t][k]:
                         fix_t = name
+            (swapped if better or fix_t else weak).append(k)
             rows.append((i, j if better else None, fix_t))
         n_study = len(study.indices)
         files, evidence = [], {
             "pairs_checked": n_study, "pairs_eligible": study.eligible, "pairs_total": len(pairs),
             "null_scores": int(res["null"].size), "null_median_score": round(res["null_median"], 4),
             "median_pair_z": round(res["signal"], 2), "suspect_pairs": len(study.suspects),
-            "another_mask_fits_better": len(swapped), "null_like": len(weak),
+            "better_fit_found": len(swapped), "null_like": len(weak),
         }
         examples = []
         for i, j, fix_t in rows:
@@ -243,11 +247,13 @@ class PairMisaligned(Check):
         sampled = f" (studied {n_study} of {study.eligible} eligible pairs)" if n_study < study.eligible else ""
         title = f"{len(study.suspects)} of {n_study} masks do not follow their image's edges{sampled}"
         if swapped:
-            title += f"; for {len(swapped)} another mask of the dataset fits better"
+            title += f"; for {len(swapped)} another mask of the dataset, or the same mask flipped/rotated, fits better"
         listing = "\n".join(
-            f"# {ctx.display(pairs[i], 'image')}: " + (f"try mask {ctx.display(pairs[j], 'mask')}" if j is not None
-                                                      else "no better mask found; check by eye")
-            for i, j, _ in rows[:30])
+            f"# {ctx.display(pairs[i], 'image')}: " + (
+                f"try mask {ctx.display(pairs[j], 'mask')}" if j is not None
+                else f"its mask after a {t}: {TRANSFORMS[t][1]}" if t is not None
+                else "no better mask found; check by eye")
+            for i, j, t in rows[:30])
         yield self.finding(
             title=title,
             evidence=evidence,

@@ -93,7 +93,10 @@ def multiclass_prescription(b: ClassBalance) -> tuple[str, str, str]:
     gaps: list = []
     remap = ""
     if b.colour or b.classes == list(range(b.k)):
-        k, w_med, w_inv = b.k, med, inv
+        k, w_med, w_inv = b.k, med.copy(), inv.copy()
+        absent = b.counts == 0
+        w_med[absent], w_inv[absent] = 1.0, 1.0  # declared classes never seen: neutral weight
+        gaps = [b.names[i] for i in np.flatnonzero(absent)]
     elif min(b.classes) >= 0 and max(b.classes) + 1 <= 2 * b.k:
         # ids with a few gaps (classes absent from these masks): keep the ids, give absent ones weight 1
         k = max(b.classes) + 1
@@ -247,9 +250,16 @@ class ClassImbalance(Check):
                                   {"edges": edges.tolist(), "counts": counts.tolist(),
                                    "xlabel": "share of non-background pixels", "ylabel": "masks"},
                                   caption=f"{len(b.empty_masks)} of {b.n_masks} masks hold only background."))
-        # the masks where the rare class is rarest are the ones the loss must not give up on
-        order = np.argsort(fgs)[: min(len(fgs), 20)]
-        files = [ctx.display(ctx.dataset.pairs[b.per_mask_index[i]]) for i in order]
+        # affected masks: binary, those whose own foreground share is rare (rarest first); multi-class, those
+        # holding a rare class, the pixels the weights are for
+        if b.binary:
+            fg_rows = b.per_mask_counts[:, fg] / np.maximum(b.per_mask_counts.sum(axis=1), 1)
+            rows = [r for r in np.argsort(fg_rows, kind="stable") if fg_rows[r] < RARE_SHARE]
+        else:
+            rare = (shares < RARE_SHARE) & present
+            rows = [r for r in range(b.n_masks) if np.any(b.per_mask_counts[r, rare] > 0)]
+        files = [ctx.display(ctx.dataset.pairs[b.per_mask_index[r]]) for r in rows]
+        evidence["masks_affected"] = len(files)
         yield self.finding(
             title=title,
             evidence=evidence,

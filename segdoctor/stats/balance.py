@@ -125,11 +125,11 @@ def _class_balance(ctx) -> ClassBalance | None:
         classes = [int(v) for v in classes]
         key = "values"
     k_opt = getattr(ctx.options, "num_classes", None)
-    if not colour and k_opt:
-        # the user's declared classes win; values beyond them are SD107's business, not weighted here
-        declared = list(range(k_opt))
-        extra = [v for v in classes if v >= k_opt and v == 255]
-        classes = declared + extra
+    binary_stored_as_0_k = len(classes) == 2 and classes[0] == 0 and k_opt == 2
+    if not colour and k_opt and not binary_stored_as_0_k:
+        # The user's declared classes win, so that classes absent from these masks still get a weight;
+        # other values are SD107's business. ({0, 255} with K=2 is a binary mask stored as 0/255: SD101.)
+        classes = list(range(k_opt)) + ([255] if 255 in classes and k_opt <= 255 else [])
     void = _void_value(classes, colour)
     real = [c for c in classes if c != void]
     if len(real) < 2:

@@ -22,6 +22,8 @@ TINY_SHARE = 0.001
 OBJECT_SIDE = 256
 #: values tracked per mask (the largest ones by pixel count); label maps with more are not class maps
 MAX_OBJECT_VALUES = 64
+#: above this many values, components come from one multi-value labelling pass (skimage) instead of one per value
+MULTI_LABEL_FROM = 3
 
 
 def tiny_limit(area: int) -> float:
@@ -77,23 +79,44 @@ def component_summary(label: np.ndarray, *, values: np.ndarray | None = None, sk
     if skip_zero and len(present) > 1:
         # value 0 is the background of nearly every label convention; its components cost time and mean nothing
         present = present[present != 0]
-    structure = np.ones((3, 3), dtype=bool)
     limit = tiny_limit(area)
     out_vals, comps, tiny, tiny_px, pixels, hists = [], [], [], [], [], []
-    for v in np.sort(present):
-        region = small == v
-        if not region.any():
-            continue
-        lab_v, n = ndimage.label(region, structure=structure)
-        sizes = np.bincount(lab_v.ravel(), minlength=n + 1)[1:].astype(np.float64) * scale
+
+    def add(v, sizes: np.ndarray) -> None:
+        sizes = sizes.astype(np.float64) * scale
         bins = np.clip(np.floor(np.log2(np.maximum(sizes, 1.0))).astype(np.int64), 0, SIZE_BINS - 1)
-        out_vals.append(v.item() if hasattr(v, "item") else v)
-        comps.append(int(n))
         small_obj = sizes < limit
+        out_vals.append(v.item() if hasattr(v, "item") else v)
+        comps.append(int(len(sizes)))
         tiny.append(int(small_obj.sum()))
         tiny_px.append(float(sizes[small_obj].sum()))
         pixels.append(float(sizes.sum()))
         hists.append(np.bincount(bins, minlength=SIZE_BINS)[:SIZE_BINS].astype(np.int64))
+
+    present = np.sort(present)
+    if len(present) <= MULTI_LABEL_FROM:
+        structure = np.ones((3, 3), dtype=bool)
+        for v in present:
+            region = small == v
+            if not region.any():
+                continue
+            lab_v, n = ndimage.label(region, structure=structure)
+            add(v, np.bincount(lab_v.ravel(), minlength=n + 1)[1:])
+    else:
+        # many classes: one pass that labels regions of equal value, instead of one pass per class
+        from skimage.measure import label as label_regions
+
+        regions, n = label_regions(small, background=-1, connectivity=2, return_num=True)
+        flat = regions.ravel()
+        sizes = np.bincount(flat, minlength=n + 1)
+        value_of = np.zeros(n + 1, dtype=small.dtype)
+        value_of[flat] = small.ravel()
+        wanted = np.isin(value_of, present)
+        wanted[0] = False  # skimage leaves label 0 unused with background=-1
+        for v in present:
+            sel = wanted & (value_of == v)
+            if sel.any():
+                add(v, sizes[sel])
     return {
         "values": out_vals,
         "components": comps,
