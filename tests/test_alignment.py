@@ -202,3 +202,31 @@ def test_a_few_flipped_masks_are_listed_with_their_repair(tmp_path):
     assert sorted(x for x in f.files if x.startswith("images/")) == ["images/s001.png", "images/s005.png",
                                                                     "images/s009.png"]
     assert all("fits after horizontal flip" in f.evidence[f"pair images/s00{k}.png"] for k in (1, 5, 9))
+
+
+def test_large_datasets_study_a_bounded_subset_and_say_so(tmp_path, monkeypatch):
+    import segdoctor.checks.alignment as checks_alignment
+
+    pairs = _blobs(n=14)
+    pairs[4] = (pairs[4][0], pairs[9][1])
+    write_dataset(tmp_path, pairs)
+    monkeypatch.setattr(checks_alignment, "MAX_STUDY_PAIRS", 10)
+    r = check_data(tmp_path, select=["SD251"], jobs=1)
+    study = checks_alignment.alignment_study(r.context)
+    assert len(study.indices) == 10 and study.eligible == 14
+    for f in r.findings:
+        assert f.evidence["pairs_checked"] == 10 and f.evidence["pairs_eligible"] == 14
+        assert "studied 10 of 14" in f.title
+
+
+def test_spawned_workers_compute_every_statistic(tmp_path, monkeypatch):
+    """Workers started with spawn (as after TensorFlow was loaded) register the extractors on import."""
+    import multiprocessing as mp
+
+    import segdoctor.scan as scan
+
+    write_dataset(tmp_path, _blobs(n=10))
+    monkeypatch.setattr(scan, "_context", lambda: mp.get_context("spawn"))
+    r = check_data(tmp_path, select=["SD25"], jobs=2)
+    for rec in r.context.records:
+        assert {"align", "image_stats", "image_hash", "objects"} <= set(rec), sorted(rec)
