@@ -176,3 +176,19 @@ def test_real_membranes_mixed_with_a_rescaled_copy_fire(tmp_path):
         Image.open(src / "label" / f"{i}.png").save(tmp_path / "label" / f"{i}.png")
     f = finding(check_data(tmp_path, select=["SD201"], jobs=1), "SD201")
     assert f.title.startswith("3 of 6 images")
+
+
+def test_twelve_and_sixteen_bit_contents_are_one_convention(tmp_path):
+    pairs = _pairs(4)
+    imgs = [Image.fromarray((img[..., 0].astype(np.uint16) * (16 if i < 2 else 257))) for i, (img, _) in enumerate(pairs)]
+    write_dataset(tmp_path, [(im, m) for im, (_, m) in zip(imgs, pairs)])
+    assert codes(check_data(tmp_path, select=["SD201"], jobs=1)) == []
+
+
+def test_eight_bit_content_beside_sixteen_bit_files_is_a_warning(tmp_path):
+    pairs = _pairs(4)
+    imgs = [Image.fromarray((img[..., 0].astype(np.uint16) * (1 if i == 0 else 257))) for i, (img, _) in enumerate(pairs)]
+    write_dataset(tmp_path, [(im, m) for im, (_, m) in zip(imgs, pairs)])
+    f = finding(check_data(tmp_path, select=["SD201"], jobs=1), "SD201")
+    assert f.severity.label == "warning" and f.files == ("images/s000.png",)
+    assert "x / 65535.0" in f.snippet

@@ -62,9 +62,13 @@ def normalisation_snippet(kinds: Counter, stats_by_kind: dict) -> str:
             div = {"uint16 with 8-bit content": "255.0", "uint16 12-bit": "4095.0", "uint16 16-bit": "65535.0"}[u16[0]]
             lines.append(f"        return x / {div}")
         else:
-            # one dtype, several contents: the bit depth must be read from the values (better: re-export them alike)
-            lines += ["        peak = float(image.max())",
-                      "        return x / (255.0 if peak <= 255 else 4095.0 if peak <= 4095 else 65535.0)"]
+            # Several contents in one dtype. A per-file divisor chosen from the values would stretch dim
+            # images, so keep the sensor's full scale and re-export the files that hold 8-bit values.
+            div = "65535.0" if "uint16 16-bit" in kinds else "4095.0"
+            if "uint16 with 8-bit content" in kinds:
+                lines.append(f"        # {kinds['uint16 with 8-bit content']} files hold 8-bit values (max <= 255): "
+                             "re-export them as 8-bit, or divide those by 255")
+            lines.append(f"        return x / {div}")
     floats = [k for k in kinds if k.startswith("float")]
     if floats:
         lo = min(stats_by_kind[k][0] for k in floats)
@@ -106,9 +110,11 @@ class ImageRange(Check):
     Detection: each image gets a convention from its dtype and actual min/max: uint8 0-255; uint16 with
     8-bit content (max <= 255), 12-bit (max <= 4095) or 16-bit; float in [0, 1], [-1, 1], [0, 255] or
     other; signed integers. Conventions are grouped into families sharing one divisor (8-bit scale,
-    unit scale, 16-bit integers, other). Error when the dataset mixes families or a dtype holds several
-    bit depths; warning when all images agree but are stored unusually (uint16 with 8-bit content,
-    floats outside [0, 1] and [-1, 1]). Calibrated on ../shared/realdata, whose sets are all uint8 and
+    unit scale, 16-bit integers, other). Error when the dataset mixes families (uint8 beside float
+    0-1, floats beside 16-bit integers ...); warning when uint16 files with 8-bit content sit beside
+    deeper 16-bit files (a very dim image can look the same), or when all images agree but are stored
+    unusually (uint16 with 8-bit content, floats outside [0, 1] and [-1, 1]). 12-bit and 16-bit
+    contents of uint16 files count as one convention. Calibrated on ../shared/realdata, whose sets are all uint8 and
     stay quiet.
     """
 
@@ -121,39 +127,43 @@ class ImageRange(Check):
         kinds: Counter = Counter()
         files_by_kind: dict[str, list[str]] = {}
         stats_by_kind: dict[str, list[float]] = {}
-        means, stds, n_ch = [], [], Counter()
         for pair, s, _ in _image_rows(ctx):
             k = s["range_kind"]
             kinds[k] += 1
             files_by_kind.setdefault(k, []).append(ctx.display(pair, "image"))
             lo_hi = stats_by_kind.setdefault(k, [np.inf, -np.inf])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], s["min"]), max(lo_hi[1], s["max"])
-            n_ch[len(s["channel_mean"])] += 1
-            means.append(s["channel_mean"])
-            stds.append(s["channel_std"])
         if not kinds:
             return
         n = sum(kinds.values())
-        families = Counter()
-        for k, c in kinds.items():
-            families[FAMILY.get(k, k)] += c
         u16_kinds = [k for k in kinds if k.startswith("uint16")]
+
+        def family(k: str) -> str:
+            # 8-bit content beside deeper uint16 files is judged with them (mixed_u16 below), not as a family mix
+            if k == "uint16 with 8-bit content" and len(u16_kinds) > 1:
+                return "16-bit integers"
+            return FAMILY.get(k, k)
+
+        families: Counter = Counter()
+        for k, c in kinds.items():
+            families[family(k)] += c
         mixed_families = len(families) > 1
-        mixed_u16 = len(u16_kinds) > 1
+        mixed_u16 = "uint16 with 8-bit content" in kinds and len(u16_kinds) > 1
         unusual = [k for k in kinds if k in ("uint16 with 8-bit content", "float 0-255", "float other")]
         if not (mixed_families or mixed_u16 or unusual):
             return
-        severity = Severity.ERROR if (mixed_families or mixed_u16) else Severity.WARNING
+        severity = Severity.ERROR if mixed_families else Severity.WARNING
         major = families.most_common(1)[0][0]
         if mixed_families:
             odd = n - families[major]
             title = (f"{odd} of {n} images do not use the dataset's main value range ({major}): "
                      + ", ".join(f"{c} {k}" for k, c in kinds.most_common()))
-            odd_kinds = [k for k in kinds if FAMILY.get(k, k) != major]
+            odd_kinds = [k for k in kinds if family(k) != major]
         elif mixed_u16:
-            title = (f"{n} 16-bit images hold different bit depths: "
+            title = (f"{kinds['uint16 with 8-bit content']} of {sum(kinds[k] for k in u16_kinds)} 16-bit images hold "
+                     "only 8-bit values (max <= 255) while the others use more: "
                      + ", ".join(f"{kinds[k]} {k.replace('uint16 ', '')}" for k in u16_kinds))
-            odd_kinds = [k for k in u16_kinds if k != max(u16_kinds, key=lambda x: kinds[x])]
+            odd_kinds = ["uint16 with 8-bit content"]
         else:
             title = f"{sum(kinds[k] for k in unusual)} of {n} images are stored as " + ", ".join(
                 f"{k} ({kinds[k]})" for k in unusual)
