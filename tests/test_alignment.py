@@ -230,3 +230,26 @@ def test_spawned_workers_compute_every_statistic(tmp_path, monkeypatch):
     r = check_data(tmp_path, select=["SD25"], jobs=2)
     for rec in r.context.records:
         assert {"align", "image_stats", "image_hash", "objects"} <= set(rec), sorted(rec)
+
+
+def _soft_blobs(n=12, seed=7):
+    """Blobs with soft, blurred edges (sigma 4 px) under noise, like polyps or cells out of focus."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        _, m = blob_pair(rng, size=128, radius=(12, 26))
+        soft = gaussian_filter(m.astype(float) * 60, 4)
+        out.append((np.clip(100 + soft + rng.normal(0, 8, m.shape), 0, 255).astype(np.uint8), m))
+    return out
+
+
+def test_soft_boundaries_correct_pairs_pass_and_shuffled_fire(tmp_path):
+    pairs = _soft_blobs()
+    write_dataset(tmp_path / "ok", pairs)
+    assert codes(check_data(tmp_path / "ok", select=["SD25"], jobs=1)) == []
+    perm = np.roll(np.arange(len(pairs)), 3)
+    write_dataset(tmp_path / "bad", [(pairs[i][0], pairs[perm[i]][1]) for i in range(len(pairs))])
+    f = finding(check_data(tmp_path / "bad", select=["SD25"], jobs=1), "SD251")
+    assert f.evidence["suspect_pairs"] >= len(pairs) - 1
