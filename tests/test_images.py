@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -192,3 +194,32 @@ def test_eight_bit_content_beside_sixteen_bit_files_is_a_warning(tmp_path):
     f = finding(check_data(tmp_path, select=["SD201"], jobs=1), "SD201")
     assert f.severity.label == "warning" and f.files == ("images/s000.png",)
     assert "x / 65535.0" in f.snippet
+
+
+@pytest.mark.realdata
+def test_real_membranes_with_a_blank_slice_fire(tmp_path):
+    src = realdata_path("membrane_isbi2012", "train")
+    (tmp_path / "image").mkdir()
+    (tmp_path / "label").mkdir()
+    for i in range(8):
+        img = read_file(src / "image" / f"{i}.png").array
+        if i == 5:
+            img = np.full_like(img, 255)  # an over-exposed, blank slice
+        Image.fromarray(img).save(tmp_path / "image" / f"{i}.png")
+        Image.open(src / "label" / f"{i}.png").save(tmp_path / "label" / f"{i}.png")
+    f = finding(check_data(tmp_path, select=["SD202"], jobs=1), "SD202")
+    assert f.files == ("image/5.png",) and f.evidence["constant"] == 1
+
+
+@pytest.mark.realdata
+def test_real_polyp_jpeg_with_an_orientation_tag_fires(tmp_path):
+    src = realdata_path("kvasir_seg_jpeg", "Kvasir-SEG")
+    shutil.copytree(src, tmp_path / "Kvasir-SEG")
+    first = sorted((tmp_path / "Kvasir-SEG" / "images").glob("*.jpg"))[0]
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    with Image.open(first) as im:
+        im.save(first, quality=95, exif=exif)
+    f = finding(check_data(tmp_path, select=["SD203"], jobs=1), "SD203")
+    assert f.files == (f"Kvasir-SEG/images/{first.name}",)
+    assert "orientation[8] rotated 90 degrees counter-clockwise" in f.evidence
