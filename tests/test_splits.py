@@ -165,3 +165,11 @@ def test_membrane_split_by_brightness_shifts(tmp_path):
     order = np.argsort([read_file(src / "image" / f"{i}.png").array.mean() for i in range(30)])
     f = finding(check_data(_membrane_splits(tmp_path, order[:22], order[22:]), select=["SD153"], jobs=2), "SD153")
     assert "brightness" in f.title
+
+
+def test_val_at_another_resolution_fires(tmp_path):
+    rng = np.random.default_rng(4)
+    train = [blob_pair(rng, size=96) for _ in range(6)]
+    val = [blob_pair(rng, size=200) for _ in range(5)]
+    f = finding(check_data(_split_set(tmp_path, train, val), select=["SD153"], jobs=1), "SD153")
+    assert "image size" in f.evidence["differences"] and f.evidence["median_pixels train/val"] == "9216 / 40000"
