@@ -349,7 +349,7 @@ class TinyObjects(Check):
         files = [ctx.display(ctx.dataset.pairs[i]) for i in b.object_tiny_masks]
         yield self.finding(
             title=(f"{total_t} of {total_c} objects of class{'es' if len(names) > 1 else ''} {', '.join(names)} are tiny "
-                   f"(under {limit:.0f} px, i.e. < {TINY_PIXELS} px or < {TINY_SHARE:.1%} of the image)"),
+                   f"(under {limit:.0f} px: the larger of {TINY_PIXELS} px and {TINY_SHARE:.1%} of the image)"),
             evidence=evidence,
             why=("Tiny objects vanish when the input is resized down and weigh almost nothing in a pixel loss, "
                  "so the network learns to skip them."),
