@@ -9,6 +9,7 @@ mean is well below one grey level), which keeps the scan close to plain decoding
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,9 @@ def channel_moments(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = x.reshape(-1, x.shape[2]).astype(np.float64)
     if flat.dtype.kind == "f" and not np.isfinite(flat).all():
         flat = np.where(np.isfinite(flat), flat, np.nan)
-        with np.errstate(all="ignore"):
+        # an all-NaN channel has no moments: report 0 (SD202 reports the NaNs) without a RuntimeWarning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             return np.nan_to_num(np.nanmean(flat, axis=0)), np.nan_to_num(np.nanstd(flat, axis=0))
     return flat.mean(axis=0), flat.std(axis=0)
 
