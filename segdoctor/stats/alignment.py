@@ -258,15 +258,21 @@ def study_alignment(edges: np.ndarray, boundaries: np.ndarray, square: np.ndarra
 MAX_SHIFT = MAP_SIDE // 4
 
 
-def shift_scores(edges: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
-    """(N, S, S): entry [n, dy, dx] is the score of image n with its own mask rolled by (dy, dx) cells
-    (negative offsets wrap to the end of the axis, as ``np.roll`` does). One FFT cross-correlation per pair."""
-    e = np.asarray(edges, dtype=np.float64)
-    b = np.asarray(boundaries, dtype=np.float64)
-    s = e.shape[-2:]
-    corr = np.fft.irfft2(np.fft.rfft2(e) * np.conj(np.fft.rfft2(b)), s=s)
-    total = b.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = corr / total[:, None, None]
-    out[total <= 0] = np.nan
+def shift_scores(edges: np.ndarray, boundaries: np.ndarray, *, chunk: int = 256) -> np.ndarray:
+    """(N, S, S) float32: entry [n, dy, dx] is the score of image n with its own mask rolled by (dy, dx) cells
+    (negative offsets wrap to the end of the axis, as ``np.roll`` does). One FFT cross-correlation per pair,
+    in chunks so that the complex intermediates stay small."""
+    e_all = np.asarray(edges)
+    b_all = np.asarray(boundaries)
+    s = e_all.shape[-2:]
+    out = np.empty(e_all.shape, dtype=np.float32)
+    for k in range(0, len(e_all), chunk):
+        e = e_all[k: k + chunk].astype(np.float64)
+        b = b_all[k: k + chunk].astype(np.float64)
+        corr = np.fft.irfft2(np.fft.rfft2(e) * np.conj(np.fft.rfft2(b)), s=s)
+        total = b.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr /= total[:, None, None]
+        corr[total <= 0] = np.nan
+        out[k: k + chunk] = corr
     return out
