@@ -253,3 +253,14 @@ def test_soft_boundaries_correct_pairs_pass_and_shuffled_fire(tmp_path):
     write_dataset(tmp_path / "bad", [(pairs[i][0], pairs[perm[i]][1]) for i in range(len(pairs))])
     f = finding(check_data(tmp_path / "bad", select=["SD25"], jobs=1), "SD251")
     assert f.evidence["suspect_pairs"] >= len(pairs) - 1
+
+
+@pytest.mark.realdata
+def test_real_voc_colour_targets_turned_upside_down_name_the_flip(tmp_path):
+    src = realdata_path("voc_rgb_targets")
+    for image in sorted(src.glob("*_image.png")):
+        shutil.copy(image, tmp_path / image.name)
+        target = np.array(Image.open(str(image).replace("_image", "_target")))
+        Image.fromarray(np.ascontiguousarray(target[::-1])).save(tmp_path / image.name.replace("_image", "_target"))
+    r = check_data(tmp_path, select=["SD25"], jobs=1)
+    assert finding(r, "SD252").evidence["transform"] == "vertical flip"
