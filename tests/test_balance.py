@@ -231,3 +231,21 @@ def test_binary_masks_stored_as_0_255_with_two_declared_classes(tmp_path):
         Image.fromarray(m * 255).save(tmp_path / "masks" / f"s{i:03d}.png")
     f = finding(check_data(tmp_path, select=["SD151"], num_classes=2, jobs=1), "SD151")
     assert "share[255]" in f.evidence and "sigmoid" in f.snippet
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 10**7), min_size=2, max_size=12))
+def test_class_weights_follow_their_definitions(counts):
+    from segdoctor.stats.balance import ClassBalance
+
+    k = len(counts)
+    c = np.asarray(counts, np.int64)
+    b = ClassBalance(classes=list(range(k)), names=[str(i) for i in range(k)], colour=False, background=0, void=None,
+                     counts=c, present_in=np.ones(k, np.int64), pixels_where_present=np.full(k, c.sum()),
+                     n_masks=1, per_mask_index=[0], per_mask_counts=c[None, :])
+    inv = b.inverse_frequency_weights()
+    assert float((b.shares * inv).sum()) == pytest.approx(1.0)  # the pixel-weighted mean weight is 1
+    assert np.all(np.diff(inv[np.argsort(c)]) <= 1e-9)  # rarer class, larger weight
+    med = b.median_frequency_weights()
+    freq = c / c.sum()
+    np.testing.assert_allclose(med * freq, np.median(freq))  # w_c * freq_c = median frequency
