@@ -249,3 +249,16 @@ def test_class_weights_follow_their_definitions(counts):
     med = b.median_frequency_weights()
     freq = c / c.sum()
     np.testing.assert_allclose(med * freq, np.median(freq))  # w_c * freq_c = median frequency
+
+
+def test_mostly_empty_masks_add_oversampling_to_the_prescription(tmp_path):
+    rng = np.random.default_rng(9)
+    pairs = []
+    for i in range(8):
+        m = np.zeros((96, 96), np.uint8)
+        if i < 2:
+            m[30:50, 30:50] = 1
+        pairs.append((np.clip(rng.normal(80, 10, m.shape) + 80 * m, 0, 255).astype(np.uint8), m))
+    write_dataset(tmp_path, pairs)
+    f = finding(check_data(tmp_path, select=["SD151"], jobs=1), "SD151")
+    assert f.evidence["empty_masks"] == 6 and "6 of 8 masks hold only background" in f.fix

@@ -222,6 +222,12 @@ class ClassImbalance(Check):
             n_rare = int(((shares < RARE_SHARE) & present).sum())
             title = (f"{n_rare} of {b.k} classes hold under {_fmt_pct(RARE_SHARE)} of the pixels each; class "
                      f"{b.names[hi]} outnumbers class {b.names[lo]} {ratio:.0f} to 1 ({b.n_masks} masks)")
+        # sampling advice the loss alone cannot give
+        if b.empty_masks and len(b.empty_masks) * 2 >= b.n_masks:
+            fix += (f" {len(b.empty_masks)} of {b.n_masks} masks hold only background: draw masks with foreground "
+                    "more often (e.g. half of each batch).")
+        if b.objects and b.tiny_objects * 2 > b.objects:
+            fix += " Most objects are tiny: train on full-resolution crops centred on them (see SD152)."
         inv, med = b.inverse_frequency_weights(), b.median_frequency_weights()
         evidence = {
             "masks": b.n_masks,
