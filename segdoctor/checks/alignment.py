@@ -123,10 +123,10 @@ def _find_shift(study: AlignmentStudy, edges: np.ndarray, bounds: np.ndarray) ->
     """A consistent offset of every mask (e.g. a crop applied to images only): the median over pairs of
     the z of each shifted own mask peaks away from (0, 0)."""
     res = study.result
-    z = (shift_scores(edges, bounds) - res["null_median"]) / res["null_scale"]
-    med = np.nanmedian(z, axis=0)
     offs = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
-    window = med[np.ix_(offs % MAP_SIDE, offs % MAP_SIDE)]
+    z = (shift_scores(edges, bounds) - res["null_median"]) / res["null_scale"]
+    # medians only over the searched offsets (a quarter of the side each way), not the whole torus
+    window = np.nanmedian(z[:, offs % MAP_SIDE][:, :, offs % MAP_SIDE], axis=0)
     dy_i, dx_i = np.unravel_index(int(np.nanargmax(window)), window.shape)
     dy, dx = int(offs[dy_i]), int(offs[dx_i])
     if max(abs(dy), abs(dx)) < 2:  # a cell or so is the blur of the boundary itself, not an offset
