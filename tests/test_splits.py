@@ -173,3 +173,10 @@ def test_val_at_another_resolution_fires(tmp_path):
     val = [blob_pair(rng, size=200) for _ in range(5)]
     f = finding(check_data(_split_set(tmp_path, train, val), select=["SD153"], jobs=1), "SD153")
     assert "image size" in f.evidence["differences"] and f.evidence["median_pixels train/val"] == "9216 / 40000"
+
+
+def test_splits_drawn_from_one_distribution_pass(tmp_path):
+    rng = np.random.default_rng(11)
+    pairs = [blob_pair(rng, n_blobs=3, radius=(10, 20)) for _ in range(16)]
+    r = check_data(_split_set(tmp_path, pairs[:11], pairs[11:]), select=["SD153"], jobs=1)
+    assert codes(r) == []
