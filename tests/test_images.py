@@ -223,3 +223,11 @@ def test_real_polyp_jpeg_with_an_orientation_tag_fires(tmp_path):
     f = finding(check_data(tmp_path, select=["SD203"], jobs=1), "SD203")
     assert f.files == (f"Kvasir-SEG/images/{first.name}",)
     assert "orientation[8] rotated 90 degrees counter-clockwise" in f.evidence
+
+
+def test_dim_sixteen_bit_images_are_not_blank(tmp_path):
+    rng = np.random.default_rng(12)
+    pairs = [(Image.fromarray(np.clip(rng.normal(300, 15, (64, 64)), 0, 4095).astype(np.uint16)), m)
+             for _, m in _pairs(3)]
+    write_dataset(tmp_path, pairs)
+    assert codes(check_data(tmp_path, select=["SD202"], jobs=1)) == []

@@ -206,7 +206,9 @@ class ImageConstant(Check):
     (``np.nan_to_num``) and mask those pixels out of the loss.
 
     Thresholds: constant = max equals min; near-constant = the largest per-channel standard deviation
-    (on a strided sample) below 0.4% of the nominal full scale (one grey level in 8 bits). Real
+    (on a strided sample) below one stored level for integer images (one grey level in 8 bits, one
+    count in 16 bits, so dim fluorescence images are not blank) and below 0.4% of the nominal full
+    scale for float images. Real
     images in ../shared/realdata measure 10-28% (ISBI EM 17%, Kvasir 28%, Pascal VOC >= 10%).
     """
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from segdoctor.stats.downsample import strided_sample
 
-#: relative spread (sample std / nominal full scale) below which an image counts as near-constant;
-#: 0.004 is one grey level of 8 bits. Real photographs, EM and endoscopy images measure 0.05-0.3.
+#: float images: relative spread (sample std / nominal full scale) below which an image counts as
+#: near-constant; 0.004 is one grey level of 8 bits. Integer images: a std below one stored level.
+#: Real photographs, EM and endoscopy images measure 0.05-0.3 of full scale.
 NEAR_CONSTANT_STD = 0.004
 #: long side of the strided sample the per-channel moments are estimated on (16k samples for 512x512)
 MOMENT_SIDE = 128
@@ -117,7 +118,13 @@ def image_value_statistics(image: np.ndarray) -> dict[str, Any]:
     spread = float(np.max(std)) / scale if scale > 0 else 0.0
     out["relative_std"] = spread
     out["constant"] = bool(vmax == vmin)
-    out["near_constant"] = bool(vmax == vmin or spread < NEAR_CONSTANT_STD)
+    if a.dtype.kind in "biu":
+        # integers: less than one quantisation level of spread. A fraction of the nominal scale would call
+        # dim 12/16-bit fluorescence images (std of 10-20 counts of 4095) constant.
+        near = float(np.max(std)) < 1.0
+    else:
+        near = spread < NEAR_CONSTANT_STD
+    out["near_constant"] = bool(vmax == vmin or near)
     return out
 
 
