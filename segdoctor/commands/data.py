@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from segdoctor.commands.data_sections import data_sections
 from segdoctor.context import DataContext, DataOptions
 from segdoctor.engines import ENGINES, scan_records, validate_engine
 from segdoctor.errors import UsageError
@@ -89,6 +90,7 @@ def check_data(
     report.facts.update(dataset_facts(ctx))
     report.notes.extend(ds.notes)
     report.sections.extend(overview_sections(ctx))
+    report.sections.extend(data_sections(ctx))
     report.context = ctx  # type: ignore[attr-defined]  # kept for callers that combine reports
     return report
 

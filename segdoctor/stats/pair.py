@@ -154,6 +154,18 @@ def _decode(path, rec: Record, key: str) -> Decoded | None:
 EXTRACTORS: list[Extractor] = []
 
 
+def _register_builtin_extractors() -> None:
+    # Imported here, at import of this module, so that spawned workers register them too.
+    from segdoctor.stats.alignment import alignment_maps
+    from segdoctor.stats.hashing import image_hashes
+    from segdoctor.stats.image_stats import image_statistics
+    from segdoctor.stats.objects import mask_objects
+
+    for fn in (image_statistics, image_hashes, mask_objects, alignment_maps):
+        if fn not in EXTRACTORS:
+            EXTRACTORS.append(fn)
+
+
 def analyse_pair(image_path, mask_path) -> Record:
     """Decode one pair once and compute every statistic the checks need."""
     rec: Record = {}
@@ -178,3 +190,6 @@ def analyse_pair(image_path, mask_path) -> Record:
         except Exception as exc:  # one statistic failing on one file must not lose the others
             rec.setdefault("extractor_errors", []).append(f"{getattr(extract, '__name__', extract)}: {exc}")
     return rec
+
+
+_register_builtin_extractors()
