@@ -121,9 +121,20 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _printable(text: object) -> str:
+    """``text`` with the undecodable bytes of non-UTF-8 file names (lone surrogates) shown as \\xNN escapes,
+    as the reports show them: printing a lone surrogate to a strict UTF-8 stream raises UnicodeEncodeError."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None:
     counts = report.counts
-    print(report.verdict)
+    written = [_printable(path) for path in written]
+    print(_printable(report.verdict))
     if args.quiet:
         for path in written:
             print(f"Report: {path}")
@@ -132,12 +143,12 @@ def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None
     width = max(60, min(os.get_terminal_size().columns if sys.stdout.isatty() else 100, 120))
     for f in report.findings[:10]:
         line = f"  {f.severity.label.upper():<7} {f.code} {f.title}"
-        print(textwrap.shorten(line, width=width, placeholder=" …"))
+        print(_printable(textwrap.shorten(line, width=width, placeholder=" …")))
     if len(report.findings) > 10:
         print(f"  … and {len(report.findings) - 10} more in the report")
     crashed = [c for c in report.checks if c.status == "crashed"]
     for c in crashed:
-        print(f"  check {c.code} could not run: {c.message}")
+        print(_printable(f"  check {c.code} could not run: {c.message}"))
     for path in written:
         print(f"Report: {path}")
 
@@ -186,12 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = modules[args.command].run(args, progress)
         written = _write_outputs(report, args)
     except SegDoctorError as exc:
-        print(f"segdoctor: error: {exc}", file=sys.stderr)
+        print(_printable(f"segdoctor: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("segdoctor: interrupted", file=sys.stderr)
         return 130
     for note in report.notes:  # e.g. the --unsafe warning: it must reach the terminal, not only the report
-        print(f"segdoctor: note: {note}", file=sys.stderr)
+        print(_printable(f"segdoctor: note: {note}"), file=sys.stderr)
     _print_summary(report, args, written)
     return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK

@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from segdoctor.errors import HistoryError
 from segdoctor.findings import Finding, Severity
 from segdoctor.io.history import CALLBACK_FORMAT, history_from_mapping
 
@@ -122,8 +123,12 @@ class SegDoctorCallback(keras.callbacks.Callback):
     def _diagnose(self) -> None:
         from segdoctor.commands.history import diagnose_history
 
-        history = history_from_mapping(self._values, source=str(self.path), format="segdoctor-callback",
-                                       epochs=self._epochs, params={"epochs": (self.params or {}).get("epochs")})
+        try:
+            history = history_from_mapping(self._values, source=str(self.path), format="segdoctor-callback",
+                                           epochs=self._epochs, params={"epochs": (self.params or {}).get("epochs")})
+        except HistoryError as exc:  # no numeric value logged yet: nothing to diagnose, and never break training
+            log.info("nothing to diagnose at epoch %d: %s", self._epochs[-1], exc)
+            return
         self.findings = list(diagnose_history(history, background_share=self.background_share,
                                               select=self.select, ignore=self.ignore).findings)
         for f in self.findings:

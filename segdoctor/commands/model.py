@@ -195,6 +195,8 @@ def check_model(
     history_module = _history_module() if history is not None else None
     if history is not None and not Path(history).expanduser().exists():  # fail before the slow part, not after it
         raise UsageError(f"--history {history}: no such file or folder; expected a History JSON, a CSVLogger CSV or a TensorBoard log folder.")
+    # an unreadable log (empty, binary, ragged) fails here too, not after the model and the data have run
+    history_log = history_module.read_history(history) if history_module is not None else None
     # one selection over every scope this run covers: `--select SD501` must not fail for selecting no data check
     scopes = ["model", "predictions", *(["data"] if data is not None else []), *(["history"] if history is not None else [])]
     chosen = select_checks(scopes, select, ignore)
@@ -271,7 +273,7 @@ def check_model(
 
     if history_module is not None and run_history_checks:
         share = history_module.background_share_from(data_report) if data_report is not None else None
-        diagnosis = history_module.diagnose_history(history, background_share=share, data_findings=data_findings,
+        diagnosis = history_module.diagnose_history(history_log, background_share=share, data_findings=data_findings,
                                                     select=select, ignore=ignore)
         report.add(diagnosis.findings, diagnosis.checks)
         report.sections.extend(diagnosis.sections)

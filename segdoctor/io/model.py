@@ -111,11 +111,16 @@ def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dic
             raise UsageError(f"--custom-objects {raw}: Python cannot import this file; expected a plain module.")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
+        writes_bytecode = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True  # no __pycache__/ in the user's folder: nothing is written beside their files
         try:
             spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a module that calls sys.exit() is an import failure too
             sys.modules.pop(module_name, None)
-            raise UsageError(f"--custom-objects {raw}: importing it failed with {type(exc).__name__}: {exc}") from None
+            raise UsageError(f"--custom-objects {raw}: importing it failed with {type(exc).__name__}: {_first_line(exc)}; "
+                             "expected a Python module that imports cleanly.") from None
+        finally:
+            sys.dont_write_bytecode = writes_bytecode
         for name, obj in vars(module).items():
             if name.startswith("_"):
                 continue
@@ -335,7 +340,8 @@ def _raise_if_unsafe_refused(exc: BaseException, path: Path) -> None:
         what = "a Lambda layer holding Python code" if "Lambda" in text else "Python code (a lambda or bytecode)"
         raise ModelLoadError(
             f"{path}: contains {what}, which safe mode refuses to load because it could run arbitrary code; "
-            "if you trust this file, rerun with --unsafe (or replace the Lambda with a registered custom layer)."
+            "expected a model without stored Python code: if you trust this file, rerun with --unsafe "
+            "(or replace the Lambda with a registered custom layer)."
         ) from None
 
 
