@@ -110,6 +110,6 @@ def by_code(report, code: str):
     return found[0] if len(found) == 1 else found
 
 
-def above_info(report, prefixes=("SD0", "SD1")) -> list:
+def above_info(report, prefixes=("SD0", "SD10")) -> list:
     return [(f.code, f.severity.label, f.title) for f in report.findings
             if f.code.startswith(prefixes) and f.severity.label != "info"]

@@ -23,10 +23,15 @@ CONTRACT = {
     "SD005": "inconsistent-images", "SD101": "mask-0-255", "SD102": "mask-label-offset", "SD103": "mask-void-label",
     "SD104": "mask-multichannel", "SD105": "mask-jpeg-artifacts", "SD106": "mask-interpolated",
     "SD107": "mask-unexpected-labels", "SD108": "mask-empty", "SD109": "mask-palette-mode",
+    "SD151": "class-imbalance", "SD152": "tiny-objects", "SD153": "split-shift", "SD154": "split-leakage",
+    "SD201": "image-range", "SD202": "image-constant", "SD203": "image-exif-rotation",
+    "SD251": "pair-misaligned", "SD252": "mask-flipped",
 }
 CONTRACT_SEVERITY = {"SD001": "error", "SD002": "warning", "SD003": "warning", "SD004": "error", "SD005": "warning",
                      "SD101": "error", "SD102": "warning", "SD103": "warning", "SD104": "error", "SD105": "error",
-                     "SD106": "error", "SD107": "error", "SD108": "warning", "SD109": "info"}
+                     "SD106": "error", "SD107": "error", "SD108": "warning", "SD109": "info",
+                     "SD151": "warning", "SD152": "warning", "SD153": "warning", "SD154": "error",
+                     "SD201": "error", "SD202": "error", "SD203": "warning", "SD251": "error", "SD252": "error"}
 CHECKS_MD = REPO.parent / "shared" / "CHECKS.md"
 
 
@@ -207,8 +212,8 @@ def _json(argv, out: Path) -> dict:
 
 
 def test_select_prefix(broken, out):
-    data = _json(["check-data", str(broken), "--select", "SD1"], out)
-    assert {c["code"] for c in data["checks"]} == {c for c in CONTRACT if c.startswith("SD1")}
+    data = _json(["check-data", str(broken), "--select", "SD10"], out)
+    assert {c["code"] for c in data["checks"]} == {c for c in CONTRACT if c.startswith("SD10")}
     assert {f["code"] for f in data["findings"]} == {"SD101"}
 
 
@@ -316,7 +321,7 @@ def test_report_none_writes_no_html(clean, out, monkeypatch):
 def _contract_from_checks_md() -> dict[str, str]:
     rows = {}
     for line in CHECKS_MD.read_text().splitlines():
-        m = re.match(r"^\|\s*(SD(?:00[1-5]|10[1-9]))\s*\|\s*([a-z0-9-]+)\s*\|", line)
+        m = re.match(r"^\|\s*(SD\d{3})\s*\|\s*([a-z0-9-]+)\s*\|", line)
         if m:
             rows[m.group(1)] = m.group(2)
     return rows
@@ -325,7 +330,12 @@ def _contract_from_checks_md() -> dict[str, str]:
 def test_contract_table_matches_checks_md():
     if not CHECKS_MD.is_file():
         pytest.skip(f"{CHECKS_MD} is absent")
-    assert _contract_from_checks_md() == CONTRACT
+    from segdoctor.registry import all_checks
+
+    contract = _contract_from_checks_md()
+    assert {c: n for c, n in contract.items() if c in CONTRACT} == CONTRACT
+    # every check of the catalogue, data, model and history alike, is registered under its code and name
+    assert {c.code: c.name for c in all_checks() if c.code in contract} == contract
 
 
 def test_list_checks_lists_every_contract_code_with_its_name(capsys):

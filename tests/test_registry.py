@@ -22,7 +22,8 @@ from segdoctor.report.model import Report
 from segdoctor.runner import run_checks
 
 DATA_CODES = {"SD001", "SD002", "SD003", "SD004", "SD005",
-              *(f"SD10{i}" for i in range(1, 10))}
+              *(f"SD10{i}" for i in range(1, 10)), "SD151", "SD152", "SD153", "SD154",
+              "SD201", "SD202", "SD203", "SD251", "SD252"}
 
 
 def _make(code: str, name: str, scope: str = "data"):
