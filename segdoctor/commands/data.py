@@ -108,6 +108,12 @@ def dataset_facts(ctx: DataContext) -> dict[str, object]:
         facts["splits"] = ", ".join(f"{s} ({sum(1 for p in ds.pairs if p.split == s)})" for s in ds.splits)
     if ds.sampled_from:
         facts["sampled"] = f"{len(ds.pairs)} of {ds.sampled_from} pairs (seed 0)"
+    from segdoctor.stats.balance import class_balance
+
+    balance = class_balance(ctx)
+    if balance is not None and balance.background is not None and balance.counts.sum():
+        # what a blank prediction scores in pixel accuracy (history and model checks compare against it)
+        facts["background_share"] = round(float(balance.shares[balance.classes.index(balance.background)]), 4)
     return facts
 
 
