@@ -479,3 +479,20 @@ def test_two_candidate_mask_folders_are_noted(tmp_path):
     ds = discover_dataset(tmp_path)
     assert {p.mask.parent.name for p in ds.pairs} == {"masks"}
     assert any("also found labels/" in n and "--masks" in n for n in ds.notes), ds.notes
+
+
+def test_a_suffix_learnt_from_the_names_pairs_camvid_style_labels(tmp_path):
+    # CamVid: train/0001TP_006690.png with train_labels/0001TP_006690_L.png; "_L" is in no list of suffixes
+    from PIL import Image
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train_labels").mkdir()
+    for i in range(5):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train" / f"0001TP_00{i}690.png")
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train_labels" / f"0001TP_00{i}690_L.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train" / "0001TP_009990.png")
+    ds = discover_dataset(tmp_path)
+    assert len(ds.pairs) == 5
+    assert [p.image.name for p in ds.unpaired_images] == ["0001TP_009990.png"]
+    assert "'_L'" in ds.rules[0]
+    assert all(p.mask.stem == p.image.stem + "_L" for p in ds.pairs)

@@ -276,6 +276,49 @@ def _rules() -> list[tuple[str, KeyFn, KeyFn]]:
     ]
 
 
+def _common_suffix(longer: Sequence[str], shorter: Sequence[str]) -> tuple[str, int] | None:
+    """The most common S with ``long == short + S`` (e.g. CamVid's ``_L``), and how many names it explains."""
+    import bisect
+
+    ordered = sorted(shorter)
+    counts: Counter[str] = Counter()
+    for name in longer:
+        # the candidate prefixes of name sit just before it in sorted order
+        i = bisect.bisect_right(ordered, name)
+        for j in range(i - 1, max(-1, i - 4), -1):
+            prefix = ordered[j]
+            if name.startswith(prefix) and len(name) > len(prefix):
+                counts[name[len(prefix):]] += 1
+                break
+    if not counts:
+        return None
+    return counts.most_common(1)[0]
+
+
+def _learned_suffix_rules(images: Sequence[Path], masks: Sequence[Path]) -> list[tuple[str, KeyFn, KeyFn]]:
+    """A suffix learnt from the file names themselves, when one explains most of them (``0001_L.png``)."""
+    rules: list[tuple[str, KeyFn, KeyFn]] = []
+    img, msk = [p.stem for p in images], [p.stem for p in masks]
+    for longer, shorter, mask_side in ((msk, img, True), (img, msk, False)):
+        found = _common_suffix(longer, shorter)
+        if not found:
+            continue
+        suffix, n = found
+        if n < max(2, 0.5 * min(len(img), len(msk))) or not suffix.strip("_-. "):
+            continue
+
+        def strip(base: Path, p: Path, suffix: str = suffix) -> str:
+            return p.stem[: -len(suffix)] if p.stem.endswith(suffix) else p.stem
+
+        def keep(base: Path, p: Path) -> str:
+            return p.stem
+
+        side = "masks" if mask_side else "images"
+        rules.append((f"file stems after removing the suffix {suffix!r} that the {side} carry",
+                      keep if mask_side else strip, strip if mask_side else keep))
+    return rules
+
+
 def _unique_keys(files: Sequence[Path], key: Callable[[Path], str | None]) -> dict[str, Path]:
     """key -> file, for the keys that exactly one file has."""
     out: dict[str, Path] = {}
@@ -295,7 +338,7 @@ def pair_images_and_masks(
 ) -> tuple[list[Pair], list[Pair], list[Pair], str]:
     """Pair files by the rule that pairs the most of them; return (pairs, unpaired images, unpaired masks, rule)."""
     best: tuple[int, str, dict[str, Path], dict[str, Path]] | None = None
-    for rule, image_key, mask_key in _rules():
+    for rule, image_key, mask_key in [*_rules(), *_learned_suffix_rules(images, masks)]:
         # A key shared by several files (a.png and a.jpg) is ambiguous: those files stay unpaired and are
         # reported, instead of one duplicate discarding the whole rule (and with it every pair).
         ik = _unique_keys(images, lambda p: image_key(image_base, p))
