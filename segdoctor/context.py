@@ -29,6 +29,12 @@ class DataContext:
     options: DataOptions = field(default_factory=DataOptions)
     cache: dict[str, Any] = field(default_factory=dict)
 
+    def memo(self, key: str, compute):
+        """``compute(self)`` once per context; later calls return the stored result (None included)."""
+        if key not in self.cache:
+            self.cache[key] = compute(self)
+        return self.cache[key]
+
     def display(self, pair: Pair, which: str = "mask") -> str:
         return self.dataset.display(pair.mask if which == "mask" else pair.image)
 

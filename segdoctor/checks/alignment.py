@@ -56,11 +56,7 @@ def _z_better(n_null: int) -> float:
 
 
 def alignment_study(ctx) -> AlignmentStudy | None:
-    if "alignment_study" in ctx.cache:
-        return ctx.cache["alignment_study"]
-    study = _study(ctx)
-    ctx.cache["alignment_study"] = study
-    return study
+    return ctx.memo("alignment_study", _study)
 
 
 def _study(ctx) -> AlignmentStudy | None:

@@ -107,11 +107,7 @@ def _void_value(classes: list, colour: bool):
 
 def class_balance(ctx) -> ClassBalance | None:
     """The dataset's class balance (cached on the context), or None when no mask holds a label map."""
-    if "class_balance" in ctx.cache:
-        return ctx.cache["class_balance"]
-    result = _class_balance(ctx)
-    ctx.cache["class_balance"] = result
-    return result
+    return ctx.memo("class_balance", _class_balance)
 
 
 def _class_balance(ctx) -> ClassBalance | None:
