@@ -44,6 +44,17 @@ def register_extractors() -> None:
     import segdoctor.checks  # noqa: F401
 
 
+def _preload_worker_modules() -> None:
+    """Import, before forking, the modules the extractors load lazily (scipy.ndimage: 0.15-0.25 s).
+
+    Forked workers then share the loaded module instead of each importing it again: the same wall time
+    once, and nothing on every later scan in this process."""
+    try:
+        import scipy.ndimage  # noqa: F401
+    except ImportError:  # the extractor reports it per file, as it would without the preload
+        pass
+
+
 def _work(item: WorkItem) -> tuple[int, Record]:
     i, image, mask = item
     return i, analyse_pair(image, mask)
@@ -80,7 +91,10 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
                 progress(done, n, "scanning")
     else:
         chunk = max(1, min(16, n // (jobs * 8) or 1))
-        with _context().Pool(processes=jobs, initializer=register_extractors) as pool:
+        ctx = _context()
+        if ctx.get_start_method() == "fork":
+            _preload_worker_modules()
+        with ctx.Pool(processes=jobs, initializer=register_extractors) as pool:
             for i, rec in pool.imap_unordered(_work, items, chunksize=chunk):
                 records[i] = rec
                 done += 1

@@ -193,7 +193,8 @@ def _read_image(source, suffix: str) -> Decoded:
                 if mode == "1":
                     a = np.array(im, dtype=np.uint8)
                 else:
-                    a = np.array(im)
+                    # no copy: the array wraps Pillow's pixel bytes (read-only, like the memory-mapped .npy arrays)
+                    a = np.asarray(im)
     except UnreadableFile:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -69,9 +69,9 @@ def binomial_smooth(g: np.ndarray) -> np.ndarray:
 
     Five shifted slices per axis: several times faster than a generic filter call on a 128x128 grid."""
     def along(a: np.ndarray, axis: int) -> np.ndarray:
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (2, 2)
-        p = np.pad(a, pad, mode="edge")
+        # edge padding by concatenation: the same array as np.pad(mode="edge"), without its overhead
+        first, last = np.take(a, [0, 0], axis=axis), np.take(a, [-1, -1], axis=axis)
+        p = np.concatenate([first, a, last], axis=axis)
         n = a.shape[axis]
         sl = [slice(None), slice(None)]
 

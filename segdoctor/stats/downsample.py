@@ -89,6 +89,10 @@ def gray_grid(image: np.ndarray, size: int = GRID) -> np.ndarray:
 def nearest_resize(label: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """Nearest-neighbour resampling of a 2-D map by index selection (exact values, no interpolation)."""
     h, w = label.shape[:2]
+    if h % out_h == 0 and w % out_w == 0:
+        # whole factors: the selected indices below are exactly k*i + k//2, a strided slice (several times faster)
+        kh, kw = h // out_h, w // out_w
+        return np.ascontiguousarray(label[kh // 2::kh, kw // 2::kw])
     r = np.minimum(((np.arange(out_h) + 0.5) * h / out_h).astype(np.int64), h - 1)
     c = np.minimum(((np.arange(out_w) + 0.5) * w / out_w).astype(np.int64), w - 1)
     return label[r[:, None], c[None, :]]

@@ -83,6 +83,13 @@ def value_stats(label: np.ndarray) -> ValueStats:
     lab = np.asarray(label)
     if lab.ndim != 2:
         raise ValueError("value_stats expects a 2-D label map")
+    if lab.dtype.kind in "iu" and lab.shape[0] >= 3 and lab.shape[1] >= 3:
+        return label_value_stats(lab)[0]
+    return _value_stats_generic(lab)
+
+
+def _value_stats_generic(lab: np.ndarray) -> ValueStats:
+    """The reference computation (full-size neighbour comparisons); used for float and tiny maps."""
     if lab.shape[0] < 3 or lab.shape[1] < 3:
         vals, counts = np.unique(lab, return_counts=True)
         z = np.zeros_like(counts)
@@ -101,6 +108,10 @@ def value_stats(label: np.ndarray) -> ValueStats:
     ci = inv[1:-1, 1:-1]
     inner = np.bincount(ci[interior], minlength=len(vals))
     betw = np.bincount(ci[between], minlength=len(vals))
+    return _truncated(vals, counts, inner, betw)
+
+
+def _truncated(vals, counts, inner, betw) -> ValueStats:
     n = len(vals)
     other = 0
     if n > MAX_TRACKED_VALUES:
@@ -109,6 +120,75 @@ def value_stats(label: np.ndarray) -> ValueStats:
         vals, counts, inner, betw = vals[keep], counts[keep], inner[keep], betw[keep]
     vals = vals.astype(np.float64) if vals.dtype.kind == "f" else vals.astype(np.int64)
     return ValueStats(vals, counts.astype(np.int64), inner.astype(np.int64), betw.astype(np.int64), n, other)
+
+
+def uint8_histogram(a: np.ndarray) -> np.ndarray:
+    """256 pixel counts of a 2-D uint8 array, int64.
+
+    Pillow's C histogram is about 4x faster than ``np.bincount``, which first widens every pixel to intp."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a)).histogram(), dtype=np.int64)
+
+
+#: integer maps whose values span fewer than this many ids are counted with a bincount instead of a sort
+_BINCOUNT_SPAN = 1 << 16
+#: above this share of non-interior pixels, gathering them one by one costs more than full-size comparisons
+_SPARSE_SHARE = 0.25
+
+
+def label_value_stats(label: np.ndarray) -> tuple[ValueStats, int]:
+    """``(value_stats(label), monotone_pixels(label))`` of a 2-D integer map of at least 3x3, in one pass.
+
+    Interior pixels equal all four neighbours, so they are never "between" nor "monotone": only the
+    non-interior pixels (a thin band along class boundaries in a clean map) are examined further, and
+    interior counts follow by subtraction. The results equal the reference computation exactly.
+    """
+    lab = np.asarray(label)
+    # value -> bin: uint8 maps bin by value, small-span integer maps by value - min, others by rank
+    if lab.dtype == np.uint8:
+        counts = uint8_histogram(lab)
+        bin_values, offset = np.arange(256, dtype=np.int64), 0
+    else:
+        lo, hi = int(lab.min()), int(lab.max())
+        if hi - lo < _BINCOUNT_SPAN and -(1 << 62) < lo and hi < (1 << 62):
+            counts = np.bincount((lab.astype(np.int64) - lo).ravel(), minlength=hi - lo + 1)
+            bin_values, offset = np.arange(lo, hi + 1, dtype=np.int64), lo
+        else:
+            bin_values, counts = np.unique(lab, return_counts=True)
+            offset = None
+
+    def binned(x: np.ndarray) -> np.ndarray:
+        if lab.dtype != np.uint8:
+            x = np.searchsorted(bin_values, x) if offset is None else x.astype(np.int64) - offset
+        return np.bincount(x, minlength=len(counts))
+
+    # non-interior flags of the inner pixels from one horizontal and one vertical comparison
+    dh = lab[1:-1, 1:] != lab[1:-1, :-1]  # (h-2, w-1): pixel differs from its right neighbour
+    dv = lab[1:, 1:-1] != lab[:-1, 1:-1]  # (h-1, w-2): pixel differs from the one below
+    edge = dh[:, :-1] | dh[:, 1:]
+    edge |= dv[:-1]
+    edge |= dv[1:]
+    if np.count_nonzero(edge) <= _SPARSE_SHARE * edge.size:
+        # flatnonzero on the contiguous flags is an order of magnitude faster than a 2-D np.nonzero
+        rows, cols = np.divmod(np.flatnonzero(edge), edge.shape[1])
+        rows += 1
+        cols += 1
+        cv, u, d = lab[rows, cols], lab[rows - 1, cols], lab[rows + 1, cols]
+        lf, rt = lab[rows, cols - 1], lab[rows, cols + 1]
+    else:
+        c, up, down, left, right = lab[1:-1, 1:-1], lab[:-2, 1:-1], lab[2:, 1:-1], lab[1:-1, :-2], lab[1:-1, 2:]
+        cv, u, d, lf, rt = c[edge], up[edge], down[edge], left[edge], right[edge]
+    # interior = pixels of the inner area (all minus the outer ring) that are not boundary pixels
+    ring = np.concatenate([lab[0], lab[-1], lab[1:-1, 0], lab[1:-1, -1]])
+    inner = counts - binned(ring) - binned(cv)
+    lo4 = np.minimum(np.minimum(u, d), np.minimum(lf, rt))
+    hi4 = np.maximum(np.maximum(u, d), np.maximum(lf, rt))
+    betw = binned(cv[(cv > lo4) & (cv < hi4)])
+    mono = ((lf < cv) & (cv < rt)) | ((lf > cv) & (cv > rt)) | ((u < cv) & (cv < d)) | ((u > cv) & (cv > d))
+    monotone = int(np.count_nonzero(mono))
+    present = np.flatnonzero(counts)
+    return _truncated(bin_values[present], counts[present], inner[present], betw[present]), monotone
 
 
 def channel_spread(mask: np.ndarray) -> tuple[float, float]:

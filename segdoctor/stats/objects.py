@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from segdoctor.stats.encoding import CLASS_INTERIOR_RATIO
+from segdoctor.stats.labels import uint8_histogram
 
 #: component-size histogram bins: [2**k, 2**(k+1)) pixels, k = 0..SIZE_BINS-1 (the last bin is open)
 SIZE_BINS = 28
@@ -70,7 +71,7 @@ def component_summary(label: np.ndarray, *, values: np.ndarray | None = None, sk
         small = snap_to_values(small, np.asarray(values))
         present = np.asarray(values)
     elif small.dtype == np.uint8:
-        present = np.flatnonzero(np.bincount(small.ravel(), minlength=256))  # several times faster than np.unique
+        present = np.flatnonzero(uint8_histogram(small))  # several times faster than np.unique or np.bincount
     else:
         present = np.unique(small)
     if len(present) > MAX_OBJECT_VALUES:
@@ -101,7 +102,8 @@ def component_summary(label: np.ndarray, *, values: np.ndarray | None = None, sk
             if not region.any():
                 continue
             lab_v, n = ndimage.label(region, structure=structure)
-            add(v, np.bincount(lab_v.ravel(), minlength=n + 1)[1:])
+            # count only the labelled pixels: the background is most of the map and its count is dropped
+            add(v, np.bincount(lab_v[region], minlength=n + 1)[1:])
     else:
         # many classes: one pass that labels regions of equal value, instead of one pass per class
         from skimage.measure import label as label_regions

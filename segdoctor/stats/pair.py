@@ -18,6 +18,7 @@ from segdoctor.stats.labels import (
     MAX_TRACKED_COLOURS,
     channel_spread,
     is_integral,
+    label_value_stats,
     monotone_pixels,
     pack_rgb,
     value_stats,
@@ -130,9 +131,12 @@ def mask_record(dec: Decoded) -> tuple[Record, np.ndarray | None]:
             label = label.astype(np.int64)
     elif label.dtype == np.bool_:
         label = label.astype(np.uint8)
-    vs = value_stats(label)
+    if label.dtype.kind in "iu" and label.shape[0] >= 3 and label.shape[1] >= 3:
+        vs, monotone = label_value_stats(label)  # one pass shares the neighbour comparisons
+    else:
+        vs, monotone = value_stats(label), monotone_pixels(label)
     info["values"] = {"values": vs.values, "counts": vs.counts, "interior": vs.interior, "between": vs.between,
-                      "n_distinct": vs.n_distinct, "other_count": vs.other_count, "monotone": monotone_pixels(label)}
+                      "n_distinct": vs.n_distinct, "other_count": vs.other_count, "monotone": monotone}
     return info, label
 
 
