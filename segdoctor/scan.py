@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from segdoctor.io.dataset import Pair
 from segdoctor.io.remote import RemotePath
+from segdoctor.stats.alignment import map_retention
 from segdoctor.stats.pair import Record, analyse_pair
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,13 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
     # a generator: the pool pulls items as workers free up, so pending work stays bounded
     items = work_items(pairs)
     records: list[Record | None] = [None] * n
+    retain = map_retention(n)
     jobs = default_jobs() if not jobs or jobs < 1 else jobs
     done = 0
     if jobs == 1 or n < 8:
         for item in items:
             i, rec = _work(item)
-            records[i] = rec
+            records[i] = retain(i, rec)
             done += 1
             if progress:
                 progress(done, n, "scanning")
@@ -96,7 +98,7 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
             _preload_worker_modules()
         with ctx.Pool(processes=jobs, initializer=register_extractors) as pool:
             for i, rec in pool.imap_unordered(_work, items, chunksize=chunk):
-                records[i] = rec
+                records[i] = retain(i, rec)
                 done += 1
                 if progress:
                     progress(done, n, "scanning")

@@ -264,3 +264,27 @@ def test_real_voc_colour_targets_turned_upside_down_name_the_flip(tmp_path):
         Image.fromarray(np.ascontiguousarray(target[::-1])).save(tmp_path / image.name.replace("_image", "_target"))
     r = check_data(tmp_path, select=["SD25"], jobs=1)
     assert finding(r, "SD252").evidence["transform"] == "vertical flip"
+
+
+def test_map_retention_keeps_a_seeded_sample_of_maps_on_large_scans():
+    from segdoctor.stats.alignment import MAX_KEPT_MAPS, map_retention
+
+    small = map_retention(10)
+    rec = {"align": {"edges": np.zeros((64, 64), np.uint8), "boundary": np.ones((64, 64), np.uint8), "square": True}}
+    assert small(3, dict(rec)) == rec  # small scans keep every map
+
+    n = MAX_KEPT_MAPS + 500
+    retain = map_retention(n)
+    kept = dropped = 0
+    for i in range(n):
+        out = retain(i, {"align": dict(rec["align"])})
+        if out["align"].get("dropped"):
+            dropped += 1
+            assert out["align"] == {"has_boundary": True, "square": True, "dropped": True}
+        else:
+            kept += 1
+    assert kept == MAX_KEPT_MAPS and dropped == 500
+    # the same pairs keep their maps on every run (the study is reproducible)
+    again = map_retention(n)
+    assert all(bool(again(i, {"align": dict(rec["align"])})["align"].get("dropped"))
+               == bool(retain(i, {"align": dict(rec["align"])})["align"].get("dropped")) for i in range(0, n, 97))

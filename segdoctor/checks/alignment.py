@@ -61,17 +61,19 @@ def alignment_study(ctx) -> AlignmentStudy | None:
 
 def _study(ctx) -> AlignmentStudy | None:
     idx = []
+    eligible = 0
     for i, (_, rec) in enumerate(ctx.items()):
         a = rec.get("align")
-        if a is None or not np.any(a["boundary"]):
+        if a is None or not (a["has_boundary"] if a.get("dropped") else np.any(a["boundary"])):
             continue
         if (rec.get("image_stats") or {}).get("near_constant"):
             continue  # a blank image fits every mask equally badly (SD202 reports it)
-        idx.append(i)
-    eligible = len(idx)
-    if eligible < MIN_PAIRS:
+        eligible += 1
+        if not a.get("dropped"):  # on very large scans only a seeded sample keeps its maps (map_retention)
+            idx.append(i)
+    if len(idx) < MIN_PAIRS:
         return None
-    if eligible > MAX_STUDY_PAIRS:
+    if len(idx) > MAX_STUDY_PAIRS:
         rng = np.random.default_rng(0)
         idx = sorted(rng.choice(idx, MAX_STUDY_PAIRS, replace=False).tolist())
     recs = ctx.records

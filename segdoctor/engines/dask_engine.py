@@ -173,6 +173,9 @@ def scan_pairs_dask(
     distributed = _distributed()
     n = len(pairs)
     records: list[Record | None] = [None] * n
+    from segdoctor.stats.alignment import map_retention
+
+    retain = map_retention(n)
     if n == 0:
         return []
     _check_reachable(pairs)
@@ -202,7 +205,7 @@ def scan_pairs_dask(
             future.release()
             sizer.observe(len(results), seconds)
             for i, rec in results:
-                records[i] = rec
+                records[i] = retain(i, rec)
             done += len(results)
             if progress:
                 progress(done, n, "scanning")

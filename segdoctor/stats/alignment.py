@@ -198,6 +198,25 @@ def alignment_maps(data, rec: dict) -> None:
 
 #: pairs the dataset-wide study uses at most (seeded random subset beyond): bounds memory and the N x N scores
 MAX_STUDY_PAIRS = 2000
+#: pairs whose 64x64 maps the scan keeps (twice the study, so that pairs without a boundary still leave enough)
+MAX_KEPT_MAPS = 2 * MAX_STUDY_PAIRS
+
+
+def map_retention(n: int):
+    """For a scan of ``n`` pairs: a function ``(index, record) -> record`` that drops the alignment maps of all
+    but a seeded random ``MAX_KEPT_MAPS`` pairs as records arrive, so memory stays flat however many pairs
+    there are. A dropped record keeps what the study counts (has a boundary, square)."""
+    if n <= MAX_KEPT_MAPS:
+        return lambda i, rec: rec
+    keep = set(np.random.default_rng(0).choice(n, MAX_KEPT_MAPS, replace=False).tolist())
+
+    def retain(i: int, rec: dict) -> dict:
+        a = rec.get("align")
+        if a is not None and i not in keep and "boundary" in a:
+            rec["align"] = {"has_boundary": bool(np.any(a["boundary"])), "square": a["square"], "dropped": True}
+        return rec
+
+    return retain
 #: cross-pair scores kept for the null at most
 MAX_NULL_CROSS = 200_000
 #: mask shifts (in map cells, 1/8 and 3/16 of the side) added to the null: a shifted mask is a wrong mask
