@@ -52,11 +52,13 @@ def colourise(label: np.ndarray) -> np.ndarray:
     if lab.dtype.kind == "f":
         lab = np.nan_to_num(lab)
         return np.repeat(np.clip(lab / max(float(lab.max()), 1e-9) * 255, 0, 255).astype(np.uint8)[..., None], 3, 2)
-    values = np.unique(lab)
+    values, counts = np.unique(lab, return_counts=True)
     out = np.zeros((*lab.shape, 3), np.uint8)
-    for i, v in enumerate(values):
-        idx = 0 if v == 0 else 1 + (i - 1 if values[0] == 0 else i) % (len(_COLOURS) - 1)
-        out[lab == v] = _COLOURS[idx]
+    # the most frequent values get the first colours, so a class keeps its colour whatever stray
+    # (compression or resize) values sit beside it; background 0 stays black
+    order = [v for _, v in sorted(zip(-counts, values.tolist())) if v != 0]
+    for rank, v in enumerate(order):
+        out[lab == v] = _COLOURS[1 + rank % (len(_COLOURS) - 1)]
     return out
 
 
