@@ -438,20 +438,31 @@ def test_same_folder_given_as_images_and_masks(tmp_path):
     assert {(p.image.name, p.mask.name) for p in ds.pairs} == {(f"{i}.png", f"{i}_mask.png") for i in range(3)}
 
 
-def test_masks_by_suffix_with_images_elsewhere_is_a_dataset_error(tmp_path):
+def test_isic_style_folders_pair_by_their_image_and_mask_words(tmp_path):
     # regression: ISIC-style folders (*_Input/ + *_GroundTruth/ with *_segmentation.png) were taken for
-    # "masks beside images": every mask came out unpaired and every image was silently left out
+    # "masks beside images": every mask came out unpaired and every image was silently left out.
+    # The two folder names share no other word, but one says input and the other ground truth.
     inp, gt = "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth"
     for i in range(3):
         save(tmp_path / inp / f"ISIC_{i:07d}.jpg", image_rgb(i))
         save(tmp_path / gt / f"ISIC_{i:07d}_segmentation.png", binary_mask(i, fg=255))
+    ds = discover_dataset(tmp_path)
+    assert {(p.image.name, p.mask.name) for p in ds.pairs} == {
+        (f"ISIC_{i:07d}.jpg", f"ISIC_{i:07d}_segmentation.png") for i in range(3)}
+    assert any("by name alone" in n and f"{inp}/" in n for n in ds.notes)
+    assert discover_dataset(tmp_path, images=inp, masks=gt).pairs == ds.pairs
+
+
+def test_masks_by_suffix_with_images_elsewhere_is_a_dataset_error(tmp_path):
+    # masks found by their suffix, images in a folder whose name says nothing: an error naming both, not a
+    # dataset of unpaired masks
+    for i in range(3):
+        save(tmp_path / "photos_2019" / f"case_{i:07d}.jpg", image_rgb(i))
+        save(tmp_path / "misc" / f"case_{i:07d}_segmentation.png", binary_mask(i, fg=255))
     with pytest.raises(DatasetError) as exc:
         discover_dataset(tmp_path)
     msg = str(exc.value)
-    assert "ISIC_0000000_segmentation.png" in msg and f"{inp}/" in msg and "--images" in msg
-    ds = discover_dataset(tmp_path, images=inp, masks=gt)
-    assert {(p.image.name, p.mask.name) for p in ds.pairs} == {
-        (f"ISIC_{i:07d}.jpg", f"ISIC_{i:07d}_segmentation.png") for i in range(3)}
+    assert "case_0000000_segmentation.png" in msg and "--images" in msg
 
 
 def test_test_split_without_masks_is_noted(tmp_path):

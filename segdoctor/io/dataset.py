@@ -217,6 +217,13 @@ def _find_dir_pairs(root: Path) -> list[tuple[Path, Path, str]]:
                 note = f"{d.name or d}/: took {best.name}/ as the masks for {img.name}/ (also found {', '.join(others)}/; choose with --masks)."
             found.append((img, best, note))
             claimed.update({img, best})
+        if not claimed:
+            loose = _loose_dir_pair(subs)
+            if loose is not None:
+                img, msk = loose
+                found.append((img, msk, f"{d.name or d}/: paired the folders by name alone: {img.name}/ holds the "
+                                        f"images, {msk.name}/ the masks (override with --images/--masks)."))
+                claimed.update({img, msk})
         for s in subs:
             if s not in claimed and depth < MAX_DEPTH and s.resolve() not in seen:
                 seen.add(s.resolve())
@@ -224,6 +231,19 @@ def _find_dir_pairs(root: Path) -> list[tuple[Path, Path, str]]:
     # an image folder paired at an outer level hides nested matches inside it
     outer = [f for f in found if not any(f[0] != g[0] and g[0] in f[0].parents for g in found)]
     return outer
+
+
+def _loose_dir_pair(subs: list[Path]) -> tuple[Path, Path] | None:
+    """Exactly one sibling named like images and one named like masks, whatever else their names say
+    (ISIC's ``*_Task1-2_Training_Input`` + ``*_Task1_Training_GroundTruth``)."""
+    def words(p: Path) -> set[str]:
+        return set(_tokens(p.name))
+
+    image_like = [p for p in subs if words(p) & set(IMAGE_WORDS) and not words(p) & set(MASK_WORDS)]
+    mask_like = [p for p in subs if words(p) & set(MASK_WORDS) and not words(p) & set(IMAGE_WORDS)]
+    if len(image_like) == 1 and len(mask_like) == 1:
+        return image_like[0], mask_like[0]
+    return None
 
 
 def _split_of(rel: Path) -> str | None:
