@@ -57,6 +57,11 @@ class DataContext:
                 yield pair, rec, info
 
     @cached_property
+    def n_masks(self) -> int:
+        """Pairs whose mask decoded (the denominator of every mask finding)."""
+        return sum(1 for _ in self.masks())
+
+    @cached_property
     def labels(self):
         """Dataset-wide mask encoding summary (see ``segdoctor.stats.encoding``)."""
         from segdoctor.stats.encoding import summarise_labels

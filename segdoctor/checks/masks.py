@@ -302,7 +302,7 @@ class MaskMultichannel(Check):
         s = ctx.labels
         equal = [p for p, _, info in ctx.masks() if info.get("equal_channels")]
         colour = [p for p, _, info in ctx.masks() if "colours" in info]
-        total = sum(1 for _ in ctx.masks())
+        total = ctx.n_masks
         if equal:
             yield self.finding(
                 title=f"{of(len(equal), total)} masks are 3-channel images whose channels all hold the same label",
@@ -390,7 +390,7 @@ class MaskJpegArtifacts(Check):
 
     def run(self, ctx: DataContext) -> Iterator[Finding]:
         s = ctx.labels
-        total = sum(1 for _ in ctx.masks())
+        total = ctx.n_masks
         lossy_files = [p for p, _, info in ctx.masks() if info.get("lossy")]
         flagged = {f.index: f for f in s.per_mask if f.lossy_like}
         colour_flagged = {f.index: f for f in s.per_colour_mask if f.lossy_like}
@@ -485,7 +485,7 @@ class MaskInterpolated(Check):
 
     def run(self, ctx: DataContext) -> Iterator[Finding]:
         s = ctx.labels
-        total = sum(1 for _ in ctx.masks())
+        total = ctx.n_masks
         soft = [p for p, _, info in ctx.masks() if info.get("float_soft")]
         flagged = [f for f in s.per_mask if f.interpolated]
         colour_flagged = [f for f in s.per_colour_mask if f.interpolated]
@@ -549,7 +549,7 @@ class MaskUnexpectedLabels(Check):
     def run(self, ctx: DataContext) -> Iterator[Finding]:
         s = ctx.labels
         k = ctx.options.num_classes
-        total = sum(1 for _ in ctx.masks())
+        total = ctx.n_masks
         nonfinite = [(p, info["nonfinite"]) for p, _, info in ctx.masks() if info.get("nonfinite")]
         if nonfinite:
             yield self.finding(
@@ -681,7 +681,7 @@ class MaskPaletteMode(Check):
         n = sum(s.palette_kinds.values())
         if not n:
             return
-        total = sum(1 for _ in ctx.masks())
+        total = ctx.n_masks
         files = [ctx.dataset.display(p.mask) for p, _, info in ctx.masks() if info.get("palette")]
         voc = s.palette_kinds.get("voc", 0)
         yield self.finding(
