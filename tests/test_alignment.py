@@ -17,10 +17,14 @@ from segdoctor.stats.alignment import (
     GRID,
     alignment_score,
     boundary_map,
+    NULL_SHIFTS,
+    TRANSFORMS,
     edge_map,
+    own_mask_scores,
     shift_scores,
     shifted_scores,
     study_alignment,
+    transformed_scores,
 )
 from segdoctor.stats.downsample import gray_grid
 
@@ -55,6 +59,29 @@ def test_shift_scores_equal_rolled_masks(seed):
     s = shift_scores(e, b)
     for dy, dx in ((0, 0), (3, -5), (-16, 16)):
         np.testing.assert_allclose(s[:, dy % 64, dx % 64], shifted_scores(e, b, (dy, dx)), rtol=1e-5)
+
+
+def test_threaded_study_pieces_equal_their_one_pair_definitions():
+    """The stacks are split over threads: each pair's scores must not depend on the split (bit-identical)."""
+    rng = np.random.default_rng(3)
+    n = 700  # several thread chunks
+    e = (rng.random((n, 64, 64)) * 3).astype(np.float32)
+    b = (rng.random((n, 64, 64)) < 0.05).astype(np.uint8) * rng.integers(1, 5, (n, 64, 64)).astype(np.uint8)
+    b[5] = 0  # no boundary: NaN scores
+    own = own_mask_scores(e, b)
+    assert own.shape == (n, len(NULL_SHIFTS) + len(TRANSFORMS))
+    for k in (0, 5, 349, 350, 699):
+        for j, s in enumerate(NULL_SHIFTS):
+            np.testing.assert_array_equal(own[k, j], shifted_scores(e[k:k + 1], b[k:k + 1], s)[0])
+        for j, name in enumerate(TRANSFORMS):
+            one = TRANSFORMS[name][0](b[k].astype(np.float32))
+            w = one.sum()
+            expect = np.nan if w == 0 else float((e[k] * one).sum() / w)
+            np.testing.assert_allclose(own[k, len(NULL_SHIFTS) + j], expect, rtol=1e-6)
+            np.testing.assert_array_equal(own[k, len(NULL_SHIFTS) + j], transformed_scores(e[k:k + 1], b[k:k + 1], name)[0])
+    full = shift_scores(e, b)
+    np.testing.assert_array_equal(full[[0, 5, 350, 699]], shift_scores(e[[0, 5, 350, 699]], b[[0, 5, 350, 699]]))
+    assert np.isnan(full[5]).all()
 
 
 def test_a_flat_image_scores_chance_for_any_mask():

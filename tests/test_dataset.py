@@ -507,3 +507,24 @@ def test_a_suffix_learnt_from_the_names_pairs_camvid_style_labels(tmp_path):
     assert [p.image.name for p in ds.unpaired_images] == ["0001TP_009990.png"]
     assert "'_L'" in ds.rules[0]
     assert all(p.mask.stem == p.image.stem + "_L" for p in ds.pairs)
+
+
+@pytest.mark.parametrize("mode,shape,dtype", [
+    ("L", (300, 200), np.uint8), ("RGB", (300, 200, 3), np.uint8), ("RGBA", (300, 200, 4), np.uint8),
+    ("I;16", (300, 200), np.uint16), ("I", (300, 200), np.int32), ("F", (300, 200), np.float32),
+    ("LA", (300, 200, 2), np.uint8),
+])
+def test_pixel_array_equals_numpy_conversion_and_restores_pillow_state(mode, shape, dtype):
+    """The one-piece copy gives exactly np.asarray(im), and leaves Pillow's MAXBLOCK as it was."""
+    from PIL import ImageFile
+
+    from segdoctor.io.readers import pixel_array
+
+    a = np.random.default_rng(0).integers(0, 250, shape).astype(dtype)
+    im = Image.fromarray(a, mode) if mode not in ("I;16",) else Image.fromarray(a)
+    before = ImageFile.MAXBLOCK
+    got = pixel_array(im)
+    assert ImageFile.MAXBLOCK == before
+    want = np.asarray(im)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)

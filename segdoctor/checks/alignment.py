@@ -121,16 +121,22 @@ def _find_shift(study: AlignmentStudy, edges: np.ndarray, bounds: np.ndarray) ->
     """A consistent offset of every mask (e.g. a crop applied to images only): the median over pairs of
     the z of each shifted own mask peaks away from (0, 0)."""
     res = study.result
-    offs = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
-    z = (shift_scores(edges, bounds) - res["null_median"]) / res["null_scale"]
+    offs = np.arange(-MAX_SHIFT, MAX_SHIFT + 1) % MAP_SIDE
+    raw = shift_scores(edges, bounds)
+
+    def z(a: np.ndarray) -> np.ndarray:
+        return (a - res["null_median"]) / res["null_scale"]
+
     # medians only over the searched offsets (a quarter of the side each way), not the whole torus
-    window = np.nanmedian(z[:, offs % MAP_SIDE][:, :, offs % MAP_SIDE], axis=0)
+    zw = z(raw[:, offs][:, :, offs])
+    # np.nanmedian loops in Python over the offsets when any value is NaN; without NaN both give the same
+    window = np.nanmedian(zw, axis=0) if np.isnan(zw).any() else np.median(zw, axis=0)
     dy_i, dx_i = np.unravel_index(int(np.nanargmax(window)), window.shape)
-    dy, dx = int(offs[dy_i]), int(offs[dx_i])
+    dy, dx = int(dy_i) - MAX_SHIFT, int(dx_i) - MAX_SHIFT
     if max(abs(dy), abs(dx)) < 2:  # a cell or so is the blur of the boundary itself, not an offset
         return
-    best = z[:, dy % MAP_SIDE, dx % MAP_SIDE]
-    zero = z[:, 0, 0]
+    best = z(raw[:, dy % MAP_SIDE, dx % MAP_SIDE])
+    zero = z(raw[:, 0, 0])
     ok = np.isfinite(best) & np.isfinite(zero)
     if ok.sum() < MIN_PAIRS:
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,35 @@ def _read_url(url) -> Decoded:
         return _read_image(stream, suffix)
 
 
+_MAXBLOCK_LOCK = threading.Lock()
+
+
+def pixel_array(im) -> np.ndarray:
+    """``np.asarray(im)`` for a loaded Pillow image, with the pixels copied out in one piece.
+
+    ``np.asarray`` goes through ``Image.tobytes``, which copies the pixels in ``ImageFile.MAXBLOCK``
+    (64 KiB) pieces and then joins them: a second full copy plus a call per piece, about 12% of the
+    decode time of a 512x512 RGB PNG. Raising MAXBLOCK to the image's size for the duration of the call
+    gives one piece, which ``bytes.join`` returns as is. The array wraps those bytes (read-only, like the
+    memory-mapped .npy arrays). The lock keeps concurrent threads from restoring each other's value.
+    """
+    from PIL import ImageFile, ImageMode
+
+    try:
+        desc = ImageMode.getmode(im.mode)
+        need = im.width * im.height * len(desc.bands) * np.dtype(desc.typestr).itemsize
+    except Exception:  # a mode without a descriptor: Pillow's own path
+        return np.asarray(im)
+    with _MAXBLOCK_LOCK:
+        old = ImageFile.MAXBLOCK
+        if need > old:
+            ImageFile.MAXBLOCK = need
+        try:
+            return np.asarray(im)
+        finally:
+            ImageFile.MAXBLOCK = old
+
+
 def _read_image(source, suffix: str) -> Decoded:
     """Decode with Pillow (TIFFs Pillow cannot read go to tifffile); ``source`` is a path or a binary stream."""
     from PIL import Image
@@ -193,8 +223,7 @@ def _read_image(source, suffix: str) -> Decoded:
                 if mode == "1":
                     a = np.array(im, dtype=np.uint8)
                 else:
-                    # no copy: the array wraps Pillow's pixel bytes (read-only, like the memory-mapped .npy arrays)
-                    a = np.asarray(im)
+                    a = pixel_array(im)
     except UnreadableFile:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
