@@ -33,9 +33,20 @@ class Check:
     severity: ClassVar[Severity]
     scope: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
+    #: per-pair extractors (function names in ``segdoctor.stats.pair.EXTRACTORS``) whose statistics this check
+    #: reads. An extractor that some check claims runs only when a selected, applicable check uses it, so that
+    #: ``--select`` and datasets a check cannot apply to (no splits) scan faster. Unclaimed extractors always run.
+    uses: ClassVar[tuple[str, ...]] = ()
 
     def run(self, ctx: Any) -> Iterator[Finding]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    @classmethod
+    def skip_reason(cls, subject: Any) -> str | None:
+        """Why the check cannot apply (shown as its "skipped" status), or None. ``subject`` is what the check
+        inspects: the dataset for data checks (known before the scan, so the scan can leave out what only
+        skipped checks would read)."""
+        return None
 
     @classmethod
     def summary(cls) -> str:

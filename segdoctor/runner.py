@@ -43,6 +43,14 @@ def run_checks(
             continue
         start = time.perf_counter()
         try:
+            reason = cls.skip_reason(getattr(ctx, "dataset", ctx))
+        except Exception as exc:
+            reason = None
+            log.debug("skip_reason of %s failed: %s", cls.code, exc)
+        if reason:
+            statuses.append(CheckStatus(cls.code, cls.name, "skipped", time.perf_counter() - start, reason))
+            continue
+        try:
             found = list(cls().run(ctx))
         except Exception as exc:  # a check bug must not cost the user the whole report
             log.warning("check %s crashed: %s", cls.code, exc)

@@ -6,7 +6,7 @@ import logging
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from segdoctor.io.dataset import Pair
 from segdoctor.io.remote import RemotePath
@@ -56,9 +56,19 @@ def _preload_worker_modules() -> None:
         pass
 
 
+#: in a worker process: the extractors this scan runs (None: all), set by ``_init_worker``
+_EXTRACTORS: frozenset[str] | None = None
+
+
+def _init_worker(extractors: frozenset[str] | None) -> None:
+    global _EXTRACTORS
+    register_extractors()
+    _EXTRACTORS = extractors
+
+
 def _work(item: WorkItem) -> tuple[int, Record]:
     i, image, mask = item
-    return i, analyse_pair(image, mask)
+    return i, analyse_pair(image, mask, _EXTRACTORS)
 
 
 def default_jobs() -> int:
@@ -75,8 +85,10 @@ def _context():
     return mp.get_context("spawn")
 
 
-def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: ProgressFn | None = None) -> list[Record]:
-    """One record per pair, in the order of ``pairs``."""
+def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: ProgressFn | None = None,
+               extractors: Collection[str] | None = None) -> list[Record]:
+    """One record per pair, in the order of ``pairs``; ``extractors`` names the extractors to run (None: all)."""
+    chosen = None if extractors is None else frozenset(extractors)
     n = len(pairs)
     # a generator: the pool pulls items as workers free up, so pending work stays bounded
     items = work_items(pairs)
@@ -85,8 +97,8 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
     jobs = default_jobs() if not jobs or jobs < 1 else jobs
     done = 0
     if jobs == 1 or n < 8:
-        for item in items:
-            i, rec = _work(item)
+        for i, image, mask in items:
+            rec = analyse_pair(image, mask, chosen)
             records[i] = retain(i, rec)
             done += 1
             if progress:
@@ -96,7 +108,7 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
         ctx = _context()
         if ctx.get_start_method() == "fork":
             _preload_worker_modules()
-        with ctx.Pool(processes=jobs, initializer=register_extractors) as pool:
+        with ctx.Pool(processes=jobs, initializer=_init_worker, initargs=(chosen,)) as pool:
             for i, rec in pool.imap_unordered(_work, items, chunksize=chunk):
                 records[i] = retain(i, rec)
                 done += 1

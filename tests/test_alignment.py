@@ -252,11 +252,16 @@ def test_spawned_workers_compute_every_statistic(tmp_path, monkeypatch):
 
     import segdoctor.scan as scan
 
+    from segdoctor.io.dataset import discover_dataset
+
     write_dataset(tmp_path, _blobs(n=10))
     monkeypatch.setattr(scan, "_context", lambda: mp.get_context("spawn"))
+    for rec in scan.scan_pairs(discover_dataset(tmp_path).pairs, jobs=2):
+        assert {"align", "image_stats", "image_hash", "objects"} <= set(rec), sorted(rec)
+    # and they receive the scan's plan: only what the selected checks read (plus the overview's statistics)
     r = check_data(tmp_path, select=["SD25"], jobs=2)
     for rec in r.context.records:
-        assert {"align", "image_stats", "image_hash", "objects"} <= set(rec), sorted(rec)
+        assert {"align", "image_stats"} <= set(rec) and not {"image_hash", "objects"} & set(rec), sorted(rec)
 
 
 def _soft_blobs(n=12, seed=7):

@@ -180,3 +180,30 @@ def test_splits_drawn_from_one_distribution_pass(tmp_path):
     pairs = [blob_pair(rng, n_blobs=3, radius=(10, 20)) for _ in range(16)]
     r = check_data(_split_set(tmp_path, pairs[:11], pairs[11:]), select=["SD153"], jobs=1)
     assert codes(r) == []
+
+
+def test_the_scan_computes_only_what_selected_and_applicable_checks_read(tmp_path):
+    """Image hashes feed only the split-leakage check: no splits (or SD154 not selected) -> not computed."""
+    from segdoctor.commands.data import planned_extractors
+    from segdoctor.io.dataset import discover_dataset
+    from segdoctor.registry import select_checks
+
+    every = select_checks(["data"], (), ())
+    rng = np.random.default_rng(5)
+    flat = tmp_path / "flat"
+    write_dataset(flat, [blob_pair(rng) for _ in range(6)])
+    ds = discover_dataset(flat)
+    assert planned_extractors(every, ds) == {"image_statistics", "mask_objects", "alignment_maps"}
+    assert planned_extractors(select_checks(["data"], ["SD101"], ()), ds) == {"image_statistics"}
+    r = check_data(flat, jobs=1)
+    assert all("image_hash" not in rec and "align" in rec and "objects" in rec for rec in r.context.records)
+
+    split = tmp_path / "split"
+    for name in ("train", "val"):
+        write_dataset(split, [blob_pair(rng) for _ in range(4)], split=name)
+    ds = discover_dataset(split)
+    assert "image_hashes" in planned_extractors(every, ds)
+    assert "image_hashes" not in planned_extractors(select_checks(["data"], (), ["SD154"]), ds)
+    r = check_data(split, jobs=1)
+    assert all("image_hash" in rec for rec in r.context.records)
+    assert {c.code: c.status for c in r.checks}["SD154"] == "passed"

@@ -203,6 +203,7 @@ class PairMisaligned(Check):
     name = "pair-misaligned"
     severity = Severity.ERROR
     scope = "data"
+    uses = ("alignment_maps",)
 
     def run(self, ctx) -> Iterator[Finding]:
         study = alignment_study(ctx)
@@ -339,6 +340,7 @@ class MaskFlipped(Check):
     name = "mask-flipped"
     severity = Severity.ERROR
     scope = "data"
+    uses = ("alignment_maps",)
 
     def run(self, ctx) -> Iterator[Finding]:
         study = alignment_study(ctx)

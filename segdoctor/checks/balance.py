@@ -193,6 +193,7 @@ class ClassImbalance(Check):
     name = "class-imbalance"
     severity = Severity.WARNING
     scope = "data"
+    uses = ("mask_objects",)
 
     def run(self, ctx) -> Iterator[Finding]:
         b = class_balance(ctx)
@@ -303,6 +304,7 @@ class TinyObjects(Check):
     name = "tiny-objects"
     severity = Severity.WARNING
     scope = "data"
+    uses = ("mask_objects",)
 
     def run(self, ctx) -> Iterator[Finding]:
         b = class_balance(ctx)

@@ -42,6 +42,14 @@ def _cohen_d(a: np.ndarray, b: np.ndarray) -> float:
     return diff / float(pooled)
 
 
+def _no_splits(dataset) -> str | None:
+    n = len(getattr(dataset, "splits", ()) or ())
+    if n >= 2:
+        return None
+    return ("the dataset has no splits to compare (train/val/test folders)" if n == 0
+            else "the dataset has one split only; there is nothing to compare it with")
+
+
 @register
 class SplitShift(Check):
     """The train split and the val/test splits differ in class shares or image statistics.
@@ -68,9 +76,13 @@ class SplitShift(Check):
     severity = Severity.WARNING
     scope = "data"
 
+    @classmethod
+    def skip_reason(cls, dataset) -> str | None:
+        return _no_splits(dataset)
+
     def run(self, ctx) -> Iterator[Finding]:
         splits = ctx.dataset.splits
-        if len(splits) < 2:
+        if _no_splits(ctx.dataset):  # run() called directly; the runner skips it before
             return
         ref = _reference(splits)
         split_of = [p.split for p in ctx.dataset.pairs]
@@ -201,10 +213,15 @@ class SplitLeakage(Check):
     name = "split-leakage"
     severity = Severity.ERROR
     scope = "data"
+    uses = ("image_hashes",)
+
+    @classmethod
+    def skip_reason(cls, dataset) -> str | None:
+        return _no_splits(dataset)
 
     def run(self, ctx) -> Iterator[Finding]:
         splits = ctx.dataset.splits
-        if len(splits) < 2:
+        if _no_splits(ctx.dataset):  # run() called directly; the runner skips it before
             return
         by_split: dict[str, list[int]] = defaultdict(list)
         for i, (pair, rec) in enumerate(ctx.items()):

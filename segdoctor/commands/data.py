@@ -14,7 +14,7 @@ from segdoctor.engines import ENGINES, scan_records, validate_engine
 from segdoctor.errors import UsageError
 from segdoctor.findings import Figure, Section, Table
 from segdoctor.io.dataset import discover_dataset, sample_dataset
-from segdoctor.registry import select_checks, split_patterns
+from segdoctor.registry import Check, all_checks, select_checks, split_patterns
 from segdoctor.report.model import Report
 from segdoctor.runner import run_checks
 
@@ -83,7 +83,8 @@ def check_data(
     ds = discover_dataset(path, images=images, masks=masks, mask_pattern=mask_pattern)
     if sample:
         ds = sample_dataset(ds, sample)
-    records = scan_records(ds.pairs, engine=engine, scheduler=scheduler, jobs=jobs, progress=progress)
+    records = scan_records(ds.pairs, engine=engine, scheduler=scheduler, jobs=jobs, progress=progress,
+                           extractors=planned_extractors(checks, ds))
     ctx = DataContext(ds, records, DataOptions(num_classes=num_classes, jobs=jobs, sample=sample))
     findings, statuses = run_checks(checks, {"data": ctx})
     report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
@@ -93,6 +94,16 @@ def check_data(
     report.sections.extend(data_sections(ctx))
     report.context = ctx  # type: ignore[attr-defined]  # kept for callers that combine reports
     return report
+
+
+def planned_extractors(checks: Sequence[type[Check]], ds) -> frozenset[str]:
+    """The per-pair extractors this scan needs: those no data check claims (they feed the overview), plus
+    those claimed by a selected check that applies to ``ds`` (split comparisons need splits)."""
+    from segdoctor.stats.pair import extractor_names
+
+    claimed = {name for c in all_checks() if c.scope == "data" for name in c.uses}
+    wanted = {name for c in checks if c.scope == "data" and not c.skip_reason(ds) for name in c.uses}
+    return frozenset(n for n in extractor_names() if n not in claimed or n in wanted)
 
 
 def dataset_facts(ctx: DataContext) -> dict[str, object]:

@@ -7,7 +7,7 @@ pairs, so the checks and the report cannot tell which engine ran.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from segdoctor.errors import UsageError
 from segdoctor.io.dataset import Pair
@@ -33,13 +33,14 @@ def scan_records(
     scheduler: str | None = None,
     jobs: int | None = None,
     progress: ProgressFn | None = None,
+    extractors: Collection[str] | None = None,
 ) -> list[Record]:
-    """One statistics record per pair, computed by ``engine``."""
+    """One statistics record per pair, computed by ``engine`` (``extractors``: the extractors to run, None: all)."""
     validate_engine(engine, scheduler)
     if engine == "dask":
         from segdoctor.engines.dask_engine import scan_pairs_dask
 
-        return scan_pairs_dask(pairs, scheduler=scheduler, jobs=jobs, progress=progress)
+        return scan_pairs_dask(pairs, scheduler=scheduler, jobs=jobs, progress=progress, extractors=extractors)
     from segdoctor.scan import scan_pairs
 
-    return scan_pairs(pairs, jobs=jobs, progress=progress)
+    return scan_pairs(pairs, jobs=jobs, progress=progress, extractors=extractors)

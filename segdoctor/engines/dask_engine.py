@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 
@@ -44,11 +44,12 @@ class EngineError(SegDoctorError):
     """The Dask cluster could not run the scan (workers without segdoctor, workers lost)."""
 
 
-def analyse_batch(items: Sequence[WorkItem]) -> tuple[list[tuple[int, Record]], float]:
+def analyse_batch(items: Sequence[WorkItem], extractors: frozenset[str] | None = None
+                  ) -> tuple[list[tuple[int, Record]], float]:
     """The map task, run on a Dask worker: (index, record) for a batch of pairs, and the seconds it took."""
     register_extractors()
     start = time.perf_counter()
-    results = [(i, analyse_pair(image, mask)) for i, image, mask in items]
+    results = [(i, analyse_pair(image, mask, extractors)) for i, image, mask in items]
     return results, time.perf_counter() - start
 
 
@@ -168,8 +169,10 @@ def scan_pairs_dask(
     jobs: int | None = None,
     progress: ProgressFn | None = None,
     batch_pairs: int | None = None,
+    extractors: Collection[str] | None = None,
 ) -> list[Record]:
     """One record per pair, in the order of ``pairs``, computed on a Dask cluster."""
+    chosen = None if extractors is None else frozenset(extractors)
     distributed = _distributed()
     n = len(pairs)
     records: list[Record | None] = [None] * n
@@ -191,7 +194,7 @@ def scan_pairs_dask(
             nonlocal submitted, sent
             submitted += 1
             sent += len(batch)
-            return client.submit(analyse_batch, batch, key=f"segdoctor-scan-{run_id}-{submitted}", retries=1)
+            return client.submit(analyse_batch, batch, chosen, key=f"segdoctor-scan-{run_id}-{submitted}", retries=1)
 
         first = [submit(b) for b in islice(batches, threads * IN_FLIGHT_PER_THREAD)]
         window = distributed.as_completed(first, loop=client.loop)

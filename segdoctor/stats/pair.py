@@ -7,7 +7,7 @@ is a pure function of the decoded arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,8 +170,13 @@ def _register_builtin_extractors() -> None:
             EXTRACTORS.append(fn)
 
 
-def analyse_pair(image_path, mask_path) -> Record:
-    """Decode one pair once and compute every statistic the checks need."""
+def extractor_names() -> tuple[str, ...]:
+    return tuple(fn.__name__ for fn in EXTRACTORS)
+
+
+def analyse_pair(image_path, mask_path, extractors: Collection[str] | None = None) -> Record:
+    """Decode one pair once and compute the statistics the checks need: every extractor, or those named in
+    ``extractors`` (the mask's value statistics are always computed: every mask check reads them)."""
     rec: Record = {}
     image = _decode(image_path, rec, "image")
     mask = _decode(mask_path, rec, "mask")
@@ -189,6 +194,8 @@ def analyse_pair(image_path, mask_path) -> Record:
             mask = None
     data = PairData(image, mask, label)
     for extract in EXTRACTORS:
+        if extractors is not None and extract.__name__ not in extractors:
+            continue
         try:
             extract(data, rec)
         except Exception as exc:  # one statistic failing on one file must not lose the others
