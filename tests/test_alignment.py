@@ -157,11 +157,21 @@ def test_non_square_pairs_only_try_shape_keeping_transforms(tmp_path):
     assert "median_z[transpose]" not in f.evidence
 
 
-def test_offset_masks_are_measured(tmp_path):
+@pytest.mark.parametrize("search_cap", [None, 6])
+def test_offset_masks_are_measured(tmp_path, monkeypatch, search_cap):
+    """Found on every pair, and when located on a sample of pairs (large datasets) then confirmed on all."""
+    import segdoctor.checks.alignment as checks_alignment
+
+    if search_cap:
+        monkeypatch.setattr(checks_alignment, "MAX_SHIFT_SEARCH_PAIRS", search_cap)
     pairs = _blobs(size=128)
     write_dataset(tmp_path, [(i, np.roll(m, 16, axis=0)) for i, m in pairs])
-    f = finding(check_data(tmp_path, select=["SD251"], jobs=1), "SD251")
+    r = check_data(tmp_path, select=["SD251"], jobs=1)
+    f = finding(r, "SD251")
     assert abs(f.evidence["shift_rows_px"] + 16) <= 2 and abs(f.evidence["shift_cols_px"]) <= 2
+    study = checks_alignment.alignment_study(r.context)
+    assert study.result["shift_search_pairs"] == (search_cap or len(pairs))
+    assert len(study.shift_z) == len(study.indices)  # confirmed on every studied pair
 
 
 def test_unrelated_masks_stay_quiet_when_nothing_fits(tmp_path):

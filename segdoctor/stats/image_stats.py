@@ -75,11 +75,15 @@ def channel_moments(sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if x.ndim == 2:
         x = x[..., None]
     if x.dtype == np.uint8:
-        # 256-bin histograms: an order of magnitude faster than float moments on strided data
+        # 256-bin histograms: an order of magnitude faster than float moments on strided data. Pillow's C
+        # histogram of a contiguous copy of the channel is faster again than np.bincount (which first
+        # widens every value to intp); the counts are the same.
+        from PIL import Image
+
         v = np.arange(256, dtype=np.float64)
         means, stds = [], []
         for c in range(x.shape[2]):
-            h = np.bincount(x[..., c].ravel(), minlength=256).astype(np.float64)
+            h = np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c])).histogram(), dtype=np.float64)
             n = h.sum()
             m = float(h @ v / n)
             means.append(m)

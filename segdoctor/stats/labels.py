@@ -181,6 +181,20 @@ def label_value_stats(label: np.ndarray) -> tuple[ValueStats, int]:
     edge = dh[:, :-1] | dh[:, 1:]
     edge |= dv[:-1]
     edge |= dv[1:]
+    present = np.flatnonzero(counts)
+    ring = np.concatenate([lab[0], lab[-1], lab[1:-1, 0], lab[1:-1, -1]])
+    if len(present) == 2:
+        # two values (every binary mask): no pixel lies strictly between its neighbours, so "between" and
+        # "monotone" are 0, and the boundary pixels of the high value are all that remains to count
+        n_edge = np.count_nonzero(edge)
+        hi_value = int(bin_values[present[1]])  # a Python int compares in the map's own dtype
+        n_edge_hi = np.count_nonzero(edge & (lab[1:-1, 1:-1] == hi_value)) if n_edge else 0
+        edge_counts = np.array([n_edge - n_edge_hi, n_edge_hi], dtype=np.int64)
+        ring_hi = int(np.count_nonzero(ring == hi_value))
+        ring_counts = np.array([ring.size - ring_hi, ring_hi], dtype=np.int64)
+        c2 = counts[present]
+        zero = np.zeros(2, dtype=np.int64)
+        return _truncated(bin_values[present], c2, c2 - ring_counts - edge_counts, zero), 0
     if np.count_nonzero(edge) <= _SPARSE_SHARE * edge.size:
         # flatnonzero on the contiguous flags is an order of magnitude faster than a 2-D np.nonzero
         rows, cols = np.divmod(np.flatnonzero(edge), edge.shape[1])
@@ -192,14 +206,12 @@ def label_value_stats(label: np.ndarray) -> tuple[ValueStats, int]:
         c, up, down, left, right = lab[1:-1, 1:-1], lab[:-2, 1:-1], lab[2:, 1:-1], lab[1:-1, :-2], lab[1:-1, 2:]
         cv, u, d, lf, rt = c[edge], up[edge], down[edge], left[edge], right[edge]
     # interior = pixels of the inner area (all minus the outer ring) that are not boundary pixels
-    ring = np.concatenate([lab[0], lab[-1], lab[1:-1, 0], lab[1:-1, -1]])
     inner = counts - binned(ring) - binned(cv)
     lo4 = np.minimum(np.minimum(u, d), np.minimum(lf, rt))
     hi4 = np.maximum(np.maximum(u, d), np.maximum(lf, rt))
     betw = binned(cv[(cv > lo4) & (cv < hi4)])
     mono = ((lf < cv) & (cv < rt)) | ((lf > cv) & (cv > rt)) | ((u < cv) & (cv < d)) | ((u > cv) & (cv > d))
     monotone = int(np.count_nonzero(mono))
-    present = np.flatnonzero(counts)
     return _truncated(bin_values[present], counts[present], inner[present], betw[present]), monotone
 
 
