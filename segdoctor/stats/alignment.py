@@ -43,15 +43,25 @@ def _pool2(a: np.ndarray) -> np.ndarray:
     """2x2 block sums by slicing (much faster than a reshape-sum on small arrays)."""
     h, w = a.shape
     a = a[: h - h % 2, : w - w % 2]
-    return a[::2, ::2] + a[1::2, ::2] + a[::2, 1::2] + a[1::2, 1::2]
+    out = a[::2, ::2] + a[1::2, ::2]
+    out += a[::2, 1::2]
+    out += a[1::2, 1::2]
+    return out
 
 
 def _local_edges(g: np.ndarray) -> np.ndarray | None:
     """Gradient magnitude pooled 2x2, divided by its local mean; None for a flat image."""
     # forward differences assigned to the left/upper pixel; the 2x2 pooling makes the half-pixel offset moot
-    e = np.zeros_like(g)
-    e[:, :-1] = np.abs(g[:, 1:] - g[:, :-1])
-    e[:-1, :] += np.abs(g[1:, :] - g[:-1, :])
+    # (in-place arithmetic throughout: the same operations in the same order as the plain expressions,
+    # without a temporary array per step)
+    e = np.empty_like(g)
+    h = e[:, :-1]
+    np.subtract(g[:, 1:], g[:, :-1], out=h)
+    np.abs(h, out=h)
+    e[:, -1] = 0
+    v = np.subtract(g[1:, :], g[:-1, :])
+    np.abs(v, out=v)
+    e[:-1, :] += v
     pooled = _pool2(e)
     m = float(pooled.mean())
     if not np.isfinite(m) or m <= 0:
@@ -62,8 +72,11 @@ def _local_edges(g: np.ndarray) -> np.ndarray | None:
     # letterboxing), and the null cannot tell correct pairs from swapped ones.
     from scipy.ndimage import uniform_filter
 
-    local = pooled / (uniform_filter(pooled, LOCAL_WINDOW, mode="reflect") + LOCAL_FLOOR)
-    return local / float(local.mean())
+    local = uniform_filter(pooled, LOCAL_WINDOW, mode="reflect")
+    local += LOCAL_FLOOR
+    np.divide(pooled, local, out=local)
+    local /= float(local.mean())
+    return local
 
 
 def binomial_smooth(g: np.ndarray) -> np.ndarray:
@@ -81,7 +94,14 @@ def binomial_smooth(g: np.ndarray) -> np.ndarray:
             sl[axis] = slice(k, k + n)
             return p[tuple(sl)]
 
-        return (take(0) + take(4) + 4.0 * (take(1) + take(3)) + 6.0 * take(2)) * np.float32(1 / 16)
+        out = take(0) + take(4)
+        mid = take(1) + take(3)
+        mid *= 4.0
+        out += mid
+        np.multiply(take(2), 6.0, out=mid)
+        out += mid
+        out *= np.float32(1 / 16)
+        return out
 
     return along(along(np.asarray(g, dtype=np.float32), 0), 1)
 
@@ -97,8 +117,11 @@ def edge_map(gray: np.ndarray) -> np.ndarray:
     if fine is None:
         return np.ones((g.shape[0] // 2, g.shape[1] // 2), dtype=np.float32)
     coarse = _local_edges(binomial_smooth(g))
-    out = fine if coarse is None else (fine + coarse) * 0.5
-    return out.astype(np.float32)
+    if coarse is None:
+        return fine.astype(np.float32)
+    fine += coarse
+    fine *= 0.5
+    return fine.astype(np.float32, copy=False)
 
 
 def boundary_map(label: np.ndarray) -> np.ndarray:
