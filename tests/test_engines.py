@@ -136,3 +136,4 @@ def test_local_engine_imports_neither_dask_nor_fsspec():
             "print(sorted(m for m in ('dask', 'distributed', 'fsspec') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
