@@ -81,7 +81,7 @@ def _study(ctx) -> AlignmentStudy | None:
         rng = np.random.default_rng(0)
         idx = sorted(rng.choice(idx, MAX_STUDY_PAIRS, replace=False).tolist())
     recs = ctx.records
-    edges = np.stack([stored_edges(recs[i]["align"]["edges"]) for i in idx])
+    edges = stored_edges(np.stack([recs[i]["align"]["edges"] for i in idx]))  # one conversion for the stack
     bounds = np.stack([recs[i]["align"]["boundary"] for i in idx])
     square = np.array([recs[i]["align"]["square"] for i in idx])
     res = study_alignment(edges, bounds, square)
