@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -30,9 +31,9 @@ def _portable(path) -> str | RemotePath | None:
     return path if isinstance(path, RemotePath) else str(path)
 
 
-def work_items(pairs: Sequence[Pair]) -> Iterator[WorkItem]:
-    """(index, image, mask) ready to send to a worker, made one at a time as workers ask."""
-    for i, p in enumerate(pairs):
+def work_items(pairs: Sequence[Pair], start: int = 0) -> Iterator[WorkItem]:
+    """(index, image, mask) ready to send to a worker, made one at a time; indices count from ``start``."""
+    for i, p in enumerate(pairs, start):
         yield i, _portable(p.image), _portable(p.mask)
 
 
@@ -125,14 +126,12 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
     """One record per pair, in the order of ``pairs``; ``extractors`` names the extractors to run (None: all)."""
     chosen = None if extractors is None else frozenset(extractors)
     n = len(pairs)
-    # a generator: the pool pulls items as workers free up, so pending work stays bounded
-    items = work_items(pairs)
     records: list[Record | None] = [None] * n
     retain = map_retention(n)
     jobs = default_jobs() if not jobs or jobs < 1 else jobs
     done = 0
     if jobs == 1 or n < 8:
-        for i, image, mask in items:
+        for i, image, mask in work_items(pairs):
             rec = analyse_pair(image, mask, chosen)
             records[i] = retain(i, rec)
             done += 1
@@ -143,8 +142,13 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
         ctx = _context()
         if ctx.get_start_method() == "fork":
             _preload_worker_modules()
+        # Guided scheduling: the last pairs go out one small task at a time, so that workers finish together
+        # instead of one idling while another works through a last full chunk.
+        tail = min(n, 2 * jobs * chunk) if chunk > 1 else 0
         with ctx.Pool(processes=jobs, initializer=_init_worker, initargs=(chosen,)) as pool:
-            for i, rec in pool.imap_unordered(_work, items, chunksize=chunk):
+            head = pool.imap_unordered(_work, work_items(pairs[: n - tail]), chunksize=chunk)
+            rest = pool.imap_unordered(_work, work_items(pairs[n - tail:], n - tail), chunksize=1)
+            for i, rec in itertools.chain(head, rest):
                 records[i] = retain(i, rec)
                 done += 1
                 if progress:

@@ -147,6 +147,7 @@ def _class_balance(ctx) -> ClassBalance | None:
     by_class: dict = {}
     tiny_masks: list[int] = []
     areas = []
+    snap_cache: dict[bytes, tuple[np.ndarray | None, np.ndarray]] = {}
     for i, (_, rec) in enumerate(ctx.items()):
         info = rec.get("mask_info")
         if not info or key not in info:
@@ -156,16 +157,24 @@ def _class_balance(ctx) -> ClassBalance | None:
         cnts = np.asarray(v["counts"]).astype(np.int64)
         if vals.size == 0:
             continue
-        # artefact values (JPEG, interpolation) count for the nearest class, as a model trained on them would see
-        if colour:
-            known = np.isin(vals, all_cls)
-            vals, cnts = vals[known], cnts[known]
-            snapped = vals
-        else:
-            pos = np.clip(np.searchsorted(all_cls, vals), 1, len(all_cls) - 1) if len(all_cls) > 1 else np.zeros(len(vals), np.int64)
-            lo, hi = all_cls[pos - 1], all_cls[pos]
-            snapped = np.where(np.abs(vals - lo) <= np.abs(hi - vals), lo, hi)
-            snapped = np.where(np.isin(vals, all_cls), vals, snapped)
+        # artefact values (JPEG, interpolation) count for the nearest class, as a model trained on them would see;
+        # the mapping depends on the value set alone, which most masks of a dataset share: computed once per set
+        vkey = vals.tobytes()
+        cached = snap_cache.get(vkey)
+        if cached is None:
+            if colour:
+                known = np.isin(vals, all_cls)
+                cached = known, vals[known]
+            else:
+                pos = (np.clip(np.searchsorted(all_cls, vals), 1, len(all_cls) - 1) if len(all_cls) > 1
+                       else np.zeros(len(vals), np.int64))
+                lo, hi = all_cls[pos - 1], all_cls[pos]
+                snapped = np.where(np.abs(vals - lo) <= np.abs(hi - vals), lo, hi)
+                cached = None, np.where(np.isin(vals, all_cls), vals, snapped)
+            snap_cache[vkey] = cached
+        known, snapped = cached
+        if known is not None:
+            cnts = cnts[known]
         row = np.zeros(k, np.int64)
         for s, n in zip(snapped.tolist(), cnts.tolist()):
             j = index.get(s)
