@@ -13,6 +13,7 @@ from segdoctor.stats.encoding import BOUNDARY_BETWEEN_LIMIT
 from segdoctor.stats.labels import (
     MAX_TRACKED_VALUES,
     is_integral,
+    monotone_pixels,
     neighbourhood_flags,
     pack_rgb,
     unpack_rgb,
@@ -162,3 +163,49 @@ def test_is_integral_on_integral_floats(a):
         b = a.copy()
         b.flat[0] += 0.5
         assert not is_integral(b)
+
+
+# ---- the fast one-pass statistics equal the reference computation --------------------------------
+
+def _maps_with_objects(draw_seed: int, shape, dtype, kind: int) -> np.ndarray:
+    rng = np.random.default_rng(draw_seed)
+    h, w = shape
+    a = np.zeros((h, w), np.int64)
+    if kind == 0:  # a few rectangles of a few classes (objects covering part of the rows)
+        for _ in range(int(rng.integers(0, 4))):
+            r0, r1 = sorted(rng.integers(0, h, 2)); c0, c1 = sorted(rng.integers(0, w, 2))
+            a[r0:r1 + 1, c0:c1 + 1] = rng.integers(1, 6)
+    elif kind == 1:  # sparse noise
+        a[rng.random((h, w)) < 0.05] = rng.integers(1, 256)
+    elif kind == 2:  # dense multi-class
+        a = rng.integers(0, 5, (h, w)) * int(rng.integers(1, 50))
+    else:  # one full row or column, or a single pixel on the ring
+        if rng.random() < 0.5:
+            a[int(rng.integers(0, h))] = 9
+        else:
+            a[0, int(rng.integers(0, w))] = 9
+    return a.astype(dtype)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(3, 40), st.sampled_from([8, 16, 24, 40, 5, 13]),
+       st.sampled_from([np.uint8, np.int16, np.uint16, np.int64]), st.integers(0, 3))
+def test_label_value_stats_equal_the_reference(seed, h, w, dtype, kind):
+    """Two-value fast path, row band (8-pixel words) and sparse/dense gathers: all equal the full-size reference."""
+    from segdoctor.stats.labels import _value_stats_generic, boundary_rows, label_value_stats
+
+    lab = _maps_with_objects(seed, (h, w), dtype, kind)
+    vs, mono = label_value_stats(lab)
+    ref = _value_stats_generic(lab)
+    assert mono == monotone_pixels(lab)
+    for field in ("values", "counts", "interior", "between"):
+        np.testing.assert_array_equal(getattr(vs, field), getattr(ref, field))
+    assert (vs.n_distinct, vs.other_count) == (ref.n_distinct, ref.other_count)
+    # the band: every row outside it is uniform and equal to its neighbours
+    a, b = boundary_rows(lab)
+    differs = np.zeros(h, bool)
+    differs |= (lab[:, 1:] != lab[:, :-1]).any(axis=1)
+    below = (lab[1:] != lab[:-1]).any(axis=1)
+    differs[:-1] |= below
+    differs[1:] |= below
+    assert not differs[:a].any() and not differs[b:].any()
