@@ -193,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             return _explain(args)
         _check_output_paths(args)
+        from segdoctor.allocator import tune_allocator
+
+        tune_allocator()  # this process is segdoctor's own: keep its large buffers on the heap
         progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
         report = modules[args.command].run(args, progress)
         written = _write_outputs(report, args)

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 
+from segdoctor.allocator import tune_allocator
 from segdoctor.io.dataset import Pair
 from segdoctor.io.remote import RemotePath
 from segdoctor.stats.alignment import map_retention
@@ -61,43 +62,9 @@ def _preload_worker_modules() -> None:
 _EXTRACTORS: frozenset[str] | None = None
 
 
-#: glibc mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: allocations below this come from the heap in scan workers (glibc's own ceiling for its dynamic threshold)
-WORKER_MMAP_THRESHOLD = 32 << 20
-#: free heap a scan worker keeps for the next pair instead of returning it to the system
-WORKER_TRIM_THRESHOLD = 64 << 20
-
-
-def tune_worker_allocator() -> bool:
-    """Keep a scan worker's per-pair buffers on the heap instead of fresh mmaps (glibc only; True if applied).
-
-    Every pair allocates the same few buffers (the decoded image, about 1 MB for 512x512 RGB, and
-    its statistics' temporaries). glibc serves blocks above its mmap threshold (128 KiB, raised only
-    after a larger block is freed) with a fresh mmap, which the kernel zero-fills page by page on
-    first touch and unmaps on free: measured at 15-20% of a worker's time on 512x512 PNG pairs. With
-    the threshold at 32 MiB the blocks are reused from the heap. Only segdoctor's own worker
-    processes call this; the user's process is left alone. Memory stays bounded: one pair's working
-    set plus at most ``WORKER_TRIM_THRESHOLD`` of free heap per worker; larger images are still mmapped.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD) == 1
-    ok = mallopt(_M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD) == 1 and ok
-    return ok
-
-
 def _init_worker(extractors: frozenset[str] | None) -> None:
     global _EXTRACTORS
-    tune_worker_allocator()
+    tune_allocator()
     register_extractors()
     _EXTRACTORS = extractors
 

@@ -15,9 +15,9 @@ from segdoctor.io.dataset import discover_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_tune_worker_allocator_reports_what_it_did():
+def test_tune_allocator_reports_what_it_did():
     """In a throwaway interpreter: True where glibc's mallopt exists, False elsewhere, never an error."""
-    code = ("import sys; from segdoctor.scan import tune_worker_allocator as t; r = t(); "
+    code = ("import sys; from segdoctor.allocator import tune_allocator as t; r = t(); "
             "print(r); sys.exit(0 if isinstance(r, bool) else 1)")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -28,8 +28,8 @@ def test_tune_worker_allocator_reports_what_it_did():
 def test_only_worker_processes_tune_their_allocator(tmp_path, monkeypatch):
     """An in-process scan (jobs=1, the caller's process) leaves the caller's allocator alone; workers tune theirs."""
     calls = []
-    original = scan.tune_worker_allocator
-    monkeypatch.setattr(scan, "tune_worker_allocator", lambda: calls.append(1) or original())
+    original = scan.tune_allocator
+    monkeypatch.setattr(scan, "tune_allocator", lambda: calls.append(1) or original())
     rng = np.random.default_rng(0)
     write_dataset(tmp_path, [blob_pair(rng) for _ in range(9)])
     pairs = discover_dataset(tmp_path).pairs
@@ -38,3 +38,19 @@ def test_only_worker_processes_tune_their_allocator(tmp_path, monkeypatch):
     two = scan.scan_pairs(pairs, jobs=2)  # forked workers run the patched initializer in their own processes
     assert calls == []  # ... so nothing was recorded here
     assert [r["mask_info"]["values"]["n_distinct"] for r in one] == [r["mask_info"]["values"]["n_distinct"] for r in two]
+
+
+def test_the_cli_tunes_its_own_process_and_the_library_does_not(tmp_path, monkeypatch, capsys):
+    import segdoctor.allocator as allocator
+    from segdoctor.cli import main
+    from segdoctor.commands.data import check_data
+
+    calls = []
+    monkeypatch.setattr(allocator, "tune_allocator", lambda: calls.append("process") or True)
+    monkeypatch.setattr(scan, "tune_allocator", lambda: calls.append("worker") or True)
+    rng = np.random.default_rng(1)
+    write_dataset(tmp_path, [blob_pair(rng) for _ in range(4)])
+    check_data(tmp_path, jobs=1)
+    assert calls == []  # a user's program keeps its allocator
+    main(["check-data", str(tmp_path), "--jobs", "1", "--report", "none", "--quiet"])
+    assert calls == ["process"]
