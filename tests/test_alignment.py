@@ -330,3 +330,17 @@ def test_map_retention_keeps_a_seeded_sample_of_maps_on_large_scans():
     again = map_retention(n)
     assert all(bool(again(i, {"align": dict(rec["align"])})["align"].get("dropped"))
                == bool(retain(i, {"align": dict(rec["align"])})["align"].get("dropped")) for i in range(0, n, 97))
+
+
+@pytest.mark.parametrize("shape", [(512, 512, 3), (513, 512, 3), (256, 256, 4), (768, 770, 3), (600, 800, 3),
+                                   (256, 512, 3), (512, 512), (100, 90, 3)])
+def test_gray_grid_integer_path_equals_the_general_one(shape):
+    from segdoctor.stats.downsample import gray_float, nearest_resize, pool_to, strided_sample
+
+    a = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(np.uint8)
+    ref = pool_to(gray_float(strided_sample(a, 2 * GRID)), GRID)
+    if ref.shape != (GRID, GRID):
+        ref = nearest_resize(ref, GRID, GRID)
+    got = gray_grid(a, GRID)
+    assert got.dtype == ref.dtype
+    np.testing.assert_array_equal(got, ref)
