@@ -375,7 +375,7 @@ def study_alignment(edges: np.ndarray, boundaries: np.ndarray, square: np.ndarra
     if cross.size > MAX_NULL_CROSS:
         cross = rng.choice(cross, MAX_NULL_CROSS, replace=False)
     own_scores = own_mask_scores(edges, boundaries)
-    shifted = own_scores[:, : len(NULL_SHIFTS)].T.ravel()  # shift by shift, as concatenated before
+    shifted = own_scores[:, : len(NULL_SHIFTS)].T.ravel()  # all pairs for the first shift, then the next
     shifted = shifted[np.isfinite(shifted)]
     null = np.concatenate([cross, shifted])
     med, scale = robust_location_scale(null)
