@@ -10,7 +10,7 @@ from segdoctor.checks._common import example_pairs, of, plural
 from segdoctor.context import DataContext
 from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.registry import Check, register
-from segdoctor.stats.encoding import BOUNDARY_BETWEEN_LIMIT, LOSSY_NEAR_SHARE, LabelSummary
+from segdoctor.stats.encoding import LabelSummary
 from segdoctor.stats.labels import VOC_NAMES, VOC_VOID_COLOUR, unpack_rgb, voc_palette
 
 VOID_CANDIDATES = (255, 65535, -1)

@@ -134,7 +134,6 @@ def _class_balance(ctx) -> ClassBalance | None:
         background = 0 if 0 in real else None
     else:
         background = 0 if 0 in real else None
-    real_arr = np.asarray(real, dtype=np.int64)
     all_cls = np.asarray(sorted(set(real) | ({void} if void is not None else set())), dtype=np.int64)
     k = len(real)
     index = {c: i for i, c in enumerate(real)}
