@@ -8,8 +8,9 @@ free: measured at 15-20% of a scan worker's time on 512x512 PNG pairs, and a thi
 study's. With the threshold at 32 MiB (glibc's own ceiling for its dynamic threshold) those blocks
 are reused from the heap.
 
-Only processes segdoctor owns call this: scan workers, and ``segdoctor`` run from the command
-line. ``check_data(...)`` called from a user's Python program leaves that program's allocator alone.
+Only processes segdoctor owns call this: scan workers, and ``segdoctor check-data`` run from the
+command line (``check-model`` leaves TensorFlow's process to the defaults). ``check_data(...)`` called
+from a user's Python program leaves that program's allocator alone.
 Memory stays bounded: at most ``TRIM_THRESHOLD`` of freed heap is kept for reuse; blocks above
 ``MMAP_THRESHOLD`` (very large images) are still mmapped and returned on free.
 """

@@ -193,9 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             return _explain(args)
         _check_output_paths(args)
-        from segdoctor.allocator import tune_allocator
+        if args.command == "check-data":
+            from segdoctor.allocator import tune_allocator
 
-        tune_allocator()  # this process is segdoctor's own: keep its large buffers on the heap
+            # this process is segdoctor's own: keep the dataset-wide studies' large buffers on the heap.
+            # (check-model leaves TensorFlow's allocations to the defaults; its scan workers tune themselves.)
+            tune_allocator()
         progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
         report = modules[args.command].run(args, progress)
         written = _write_outputs(report, args)
