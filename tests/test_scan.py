@@ -54,6 +54,10 @@ def test_the_cli_tunes_its_own_process_and_the_library_does_not(tmp_path, monkey
     assert calls == []  # a user's program keeps its allocator
     main(["check-data", str(tmp_path), "--jobs", "1", "--report", "none", "--quiet"])
     assert calls == ["process"]
+    log = tmp_path / "history.csv"
+    log.write_text("epoch,loss,val_loss\n0,0.9,0.95\n1,0.7,0.8\n2,0.5,0.6\n")
+    main(["check-history", str(log), "--report", "none", "--quiet"])  # no scan, no tuning
+    assert calls == ["process"]
 
 
 def test_parallel_scan_returns_every_record_in_pair_order(tmp_path):
