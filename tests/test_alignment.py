@@ -345,7 +345,7 @@ def test_map_retention_keeps_a_seeded_sample_of_maps_on_large_scans():
 
 @pytest.mark.parametrize("shape", [(512, 512, 3), (513, 512, 3), (256, 256, 4), (768, 770, 3), (600, 800, 3),
                                    (256, 512, 3), (512, 512), (100, 90, 3)])
-def test_gray_grid_integer_path_equals_the_general_one(shape):
+def test_gray_grid_is_the_strided_pooled_gray(shape):
     from segdoctor.stats.downsample import gray_float, nearest_resize, pool_to, strided_sample
 
     a = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(np.uint8)

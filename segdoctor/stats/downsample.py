@@ -78,33 +78,8 @@ def small_gray(dec, size: int = GRID) -> np.ndarray:
     return cached
 
 
-def _gray_grid_uint8(image: np.ndarray, size: int) -> np.ndarray | None:
-    """The exact-2x2-pooling case of ``gray_grid`` for 8-bit colour images, in integers: the 2x2 block sums of
-    the channel sums (at most 4 * 765) are exact in uint16, and so is their float32 quarter. Equal to the
-    general path; it skips the float intermediate at the strided size."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] < 3:
-        return None
-    step = max(1, int(max(image.shape[:2]) // (2 * size)))
-    if image[::step, ::step].shape[:2] != (2 * size, 2 * size):
-        return None
-    s2 = 2 * step
-    acc = None
-    for r in (0, step):
-        for c in (0, step):
-            block = image[r::s2, c::s2]
-            for ch in range(3):
-                if acc is None:
-                    acc = block[..., ch].astype(np.uint16)
-                else:
-                    acc += block[..., ch]
-    return acc.astype(np.float32) * np.float32(0.25)
-
-
 def gray_grid(image: np.ndarray, size: int = GRID) -> np.ndarray:
     """Any image -> (size, size) float32 gray: strided to about 2*size, then area-averaged."""
-    fast = _gray_grid_uint8(image, size)
-    if fast is not None:
-        return fast
     g = pool_to(gray_float(strided_sample(image, 2 * size)), size)
     if g.shape != (size, size):  # images smaller than the grid: nearest upsampling keeps the maths uniform
         g = nearest_resize(g, size, size)
