@@ -12,7 +12,6 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from importlib import import_module
-from pathlib import Path
 
 from segdoctor import __version__
 from segdoctor.errors import SegDoctorError
@@ -155,28 +154,26 @@ def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None
 
 def _write_outputs(report, args: argparse.Namespace) -> list[str]:
     written = []
-    if args.json and args.json not in ("-", "none"):  # as for --report, and as _check_output_paths assumes
+    from segdoctor.io.outputs import wants_output
+
+    if wants_output(args.json):  # as for --report, and as _check_output_paths assumes
         from segdoctor.report.json_writer import write_json
 
         written.append(str(write_json(report, args.json)))
-    if args.report and args.report not in ("-", "none"):
+    if wants_output(args.report):
         from segdoctor.report.html import write_html
 
         written.append(str(write_html(report, args.report)))
     return written
 
 
-def _check_output_paths(args: argparse.Namespace) -> None:
-    from segdoctor.errors import UsageError
+def _check_output_paths(args: argparse.Namespace, module: object) -> None:
+    """Before any analysis: refuse outputs that would overwrite an input or cannot be written (exit 2)."""
+    from segdoctor.io.outputs import guard_outputs
 
-    for flag, value in (("--report", args.report), ("--json", args.json)):
-        if not value or value in ("-", "none"):
-            continue
-        parent = Path(value).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UsageError(f"{flag} {value}: the folder {parent} does not exist; expected a path in an existing folder.")
-        if Path(value).is_dir():
-            raise UsageError(f"{flag} {value}: is a folder; expected a file path such as {Path(value) / 'report.html'}.")
+    inputs = module.input_paths(args) if hasattr(module, "input_paths") else []
+    guard_outputs([("--report", args.report), ("--json", args.json), *getattr(module, "output_paths", lambda a: [])(args)],
+                  inputs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_checks(args)
         if args.command == "explain":
             return _explain(args)
-        _check_output_paths(args)
+        _check_output_paths(args, modules[args.command])
         if args.command == "check-data":
             from segdoctor.allocator import tune_allocator
 

@@ -164,6 +164,11 @@ def overview_sections(ctx: DataContext) -> list[Section]:
                     tables=tuple(tables), figures=tuple(figures))]
 
 
+def input_paths(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """What this command reads (the CLI refuses an output path that is, or lies inside, one of them)."""
+    return [("DIR", args.dir)]
+
+
 def run(args: argparse.Namespace, progress: ProgressFn) -> Report:
     return check_data(
         args.dir,

@@ -185,6 +185,11 @@ def check_history(
     return report
 
 
+def input_paths(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """What this command reads (the CLI refuses an output path that is, or lies inside, one of them)."""
+    return [("LOG", args.history), ("--data", args.data)]
+
+
 def run(args: argparse.Namespace, progress: Callable[..., None]) -> Report:
     return check_history(
         args.history,

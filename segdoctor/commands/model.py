@@ -62,6 +62,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset_arguments(p.add_argument_group("dataset layout (with --data, as in check-data)"))
 
 
+def input_paths(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """What this command reads (the CLI refuses an output path that is, or lies inside, one of them)."""
+    from segdoctor.io.model import custom_objects_file
+
+    return [("MODEL", args.model), ("--data", args.data), ("--history", args.history),
+            *(("--custom-objects", custom_objects_file(p)) for p in args.custom_objects)]
+
+
 def run(args: argparse.Namespace, progress: PROGRESS | None = None) -> Report:
     from segdoctor.registry import split_patterns
 

@@ -92,6 +92,15 @@ def _import_with_silent_stderr(name: str) -> None:
         os.close(devnull)
 
 
+def custom_objects_file(spec: str | Path) -> str:
+    """The file part of a ``--custom-objects`` value: ``losses.py`` or ``losses.py:make_loss``."""
+    text = str(spec)
+    head, sep, tail = text.rpartition(":")
+    if sep and head.endswith(".py") and tail.isidentifier():
+        return head
+    return text
+
+
 def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dict[str, Any]:
     """Import each user module by path and collect the functions and classes it defines.
 

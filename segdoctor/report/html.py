@@ -105,9 +105,8 @@ def render_html(report: Report) -> str:
 
 
 def write_html(report: Report, path: str | Path) -> Path:
-    path = Path(path)
     from segdoctor.io.dataset import printable
+    from segdoctor.io.outputs import atomic_write_text
 
     # file names that are not UTF-8 can reach the page through notes and captions, not only file lists
-    path.write_text(printable(render_html(report)), encoding="utf-8")
-    return path
+    return atomic_write_text(path, printable(render_html(report)))

@@ -36,6 +36,6 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def write_json(report: Report, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(report_json(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    from segdoctor.io.outputs import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(report_json(report), indent=2, allow_nan=False) + "\n")
