@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segdoctor.checks._common import py_str
 from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.registry import Check, register
 from segdoctor.stats.alignment import (
@@ -269,8 +270,8 @@ class PairMisaligned(Check):
         if swapped:
             title += f"; for {len(swapped)} another mask of the dataset, or the same mask flipped/rotated, fits better"
         listing = "\n".join(
-            f"# {ctx.display(pairs[i], 'image')}: " + (
-                f"try mask {ctx.display(pairs[j], 'mask')}" if j is not None
+            f"# {py_str(ctx.display(pairs[i], 'image'))}: " + (
+                f"try mask {py_str(ctx.display(pairs[j], 'mask'))}" if j is not None
                 else f"its mask after a {t}: {TRANSFORMS[t][1]}" if t is not None
                 else "no better mask found; check by eye")
             for i, j, t in rows[:30])

@@ -38,13 +38,38 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 
+#: the largest --num-classes accepted: as many classes as segdoctor tracks distinct values per mask
+#: (``stats.labels.MAX_TRACKED_VALUES``), above ADE20K's 150, COCO-stuff's 182 and LVIS's 1,203. Larger counts are
+#: typing errors (1e20), and every per-class table (weights, shares, the per-class report) is sized by K.
+MAX_NUM_CLASSES = 4096
+
+
+def num_classes_option(value: object) -> int | None:
+    """``--num-classes`` as a whole number of classes in 1..MAX_NUM_CLASSES (None when not given); anything else is
+    a UsageError (one line, exit 2), never an overflow or a run sized by a typing error."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        k = int(text) if not isinstance(value, (int, float)) or isinstance(value, bool) else value
+    except ValueError:
+        k = None
+    if isinstance(k, float):
+        k = int(k) if k.is_integer() else None
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_NUM_CLASSES:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise UsageError(f"--num-classes {shown}: expected a whole number of classes from 1 to {MAX_NUM_CLASSES:,} "
+                         "(the classes the model predicts, background included: 2 for binary masks).")
+    return k
+
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     """Dataset options shared with check-model --data."""
     p.add_argument("--images", metavar="SUBDIR", help="folder of images (relative to DIR), overrides discovery")
     p.add_argument("--masks", metavar="SUBDIR", help="folder of masks (relative to DIR), overrides discovery")
     p.add_argument("--mask-pattern", metavar="GLOB", help="which label files are masks, e.g. '*_labelTrainIds.png'")
-    p.add_argument("--num-classes", type=int, metavar="K", help="number of classes the model predicts (ids 0..K-1)")
+    p.add_argument("--num-classes", metavar="K",  # validated by num_classes_option: one line, not argparse's usage
+                   help=f"number of classes the model predicts (ids 0..K-1), at most {MAX_NUM_CLASSES:,}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,8 +99,7 @@ def check_data(
     scheduler: str | None = None,
 ) -> Report:
     """Run the data checks on the dataset at ``path`` and return the report."""
-    if num_classes is not None and num_classes < 1:
-        raise UsageError(f"--num-classes {num_classes}: expected a positive number of classes (2 for binary masks).")
+    num_classes = num_classes_option(num_classes)
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: expected a positive number of pairs.")
     validate_engine(engine, scheduler)
