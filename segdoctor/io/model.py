@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
+#: the largest config.json / metadata.json read from a .keras file (a 1,000-layer model's config is a few MB)
+MAX_CONFIG_BYTES = 64 << 20
+#: an archive entry that inflates to more than this many times its stored size, and past ZIP_BOMB_FLOOR bytes, is a
+#: decompression bomb: Keras stores its entries uncompressed (about 1:1), and DEFLATE tops out near 1032:1
+ZIP_BOMB_RATIO = 100
+ZIP_BOMB_FLOOR = 64 << 20
+
 #: modules whose serialized objects Keras resolves by itself
 _KERAS_MODULE = re.compile(r"^(keras|tensorflow|tf_keras)(\.|$)")
 
@@ -276,13 +283,38 @@ def _sniff(path: Path) -> str:
     return "other"
 
 
+def check_zip_entries(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse a decompression bomb before any entry is read, by segdoctor or by Keras: the sizes each entry
+    declares (``ZipInfo.file_size``) are checked against the bytes stored, entry by entry and in total, and the
+    configuration entries segdoctor reads itself against MAX_CONFIG_BYTES. Raises ``ModelLoadError``."""
+    size = max(path.stat().st_size, 1)
+    total = 0
+    for info in zf.infolist():
+        total += info.file_size
+        if info.filename in ("config.json", "metadata.json") and info.file_size > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"{path}: its {info.filename} declares {info.file_size:,} bytes, above the "
+                                 f"{MAX_CONFIG_BYTES:,}-byte limit for a model configuration; expected a .keras file written by model.save().")
+        if info.file_size > ZIP_BOMB_FLOOR and info.file_size > ZIP_BOMB_RATIO * max(info.compress_size, 1):
+            raise ModelLoadError(f"{path}: the zip entry {info.filename!r} declares {info.file_size:,} bytes from "
+                                 f"{info.compress_size:,} stored, a decompression bomb; expected a .keras file written by "
+                                 "model.save() (Keras stores its entries uncompressed).")
+    if total > ZIP_BOMB_FLOOR and total > ZIP_BOMB_RATIO * size:
+        raise ModelLoadError(f"{path}: its {len(zf.infolist()):,} zip entries declare {total:,} bytes from a "
+                             f"{size:,}-byte file, a decompression bomb; expected a .keras file written by model.save().")
+
+
+def _read_entry(path: Path, zf: zipfile.ZipFile, name: str) -> bytes:
+    check_zip_entries(path, zf)
+    return zf.read(name)
+
+
 def read_compile_config(path: Path) -> dict[str, Any] | None:
     """The compile configuration stored in the file, normalised to Keras 3 keys, or None."""
     kind = _sniff(path)
     try:
         if kind == "zip":
             with zipfile.ZipFile(path) as zf:
-                cfg = json.loads(zf.read("config.json"))
+                cfg = json.loads(_read_entry(path, zf, "config.json"))
             cc = cfg.get("compile_config")
             return cc if isinstance(cc, dict) and cc else None  # {} means saved without compile()
         if kind == "hdf5":
@@ -305,7 +337,7 @@ def saved_keras_version(path: Path) -> str | None:
     try:
         if _sniff(path) == "zip":
             with zipfile.ZipFile(path) as zf:
-                return str(json.loads(zf.read("metadata.json")).get("keras_version") or "") or None
+                return str(json.loads(_read_entry(path, zf, "metadata.json")).get("keras_version") or "") or None
         if _sniff(path) == "hdf5":
             import h5py
 
@@ -324,6 +356,8 @@ def _validate_file(path: Path) -> str:
     if path.is_dir():
         hint = " It looks like a TensorFlow SavedModel; re-save it with model.save('model.keras')." if (path / "saved_model.pb").exists() else ""
         raise ModelLoadError(f"{path}: is a folder; expected a Keras model file (.keras, or legacy .h5).{hint}")
+    if not path.is_file():  # a FIFO would block the first read forever; a device never ends
+        raise ModelLoadError(f"{path}: not a regular file (a pipe, socket or device); expected a Keras model file (.keras, or legacy .h5).")
     size = path.stat().st_size
     if size == 0:
         raise ModelLoadError(f"{path}: the file is empty (0 bytes); expected a Keras model file (.keras zip or .h5).")
@@ -332,7 +366,8 @@ def _validate_file(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
-        except zipfile.BadZipFile:
+                check_zip_entries(path, zf)  # before Keras (or segdoctor) inflates any entry
+        except (zipfile.BadZipFile, EOFError, ValueError, OverflowError, NotImplementedError, OSError):
             raise ModelLoadError(f"{path}: a truncated or corrupt zip archive ({size:,} bytes); expected a complete .keras file.") from None
         if "config.json" not in names:
             raise ModelLoadError(f"{path}: a zip archive without config.json ({len(names)} entries); expected a .keras file written by model.save().")
@@ -428,9 +463,12 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
     kwargs: dict[str, Any] = {"custom_objects": objects, "safe_mode": not unsafe}
     try:
         model = _quiet_load(keras, path, compile=True, **kwargs)
+        _require_built(model, path)
         missing = tuple(n for n in referenced_custom_names(compile_config, keras) if n not in objects)
         return LoadedModel(model, path, fmt, compile_config, compile_config is not None, missing, objects, unsafe, notes,
                            saved_keras_version(path))
+    except ModelLoadError:
+        raise
     except Exception as first:
         _raise_if_unsafe_refused(first, path)
         compile_error = first
@@ -440,6 +478,7 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
     except Exception as exc:
         _raise_if_unsafe_refused(exc, path)
         raise ModelLoadError(_explain_failure(path, exc)) from None
+    _require_built(model, path)
     missing = [n for n in referenced_custom_names(compile_config, keras) if n not in objects]
     m = _MISSING_RE.search(str(compile_error))
     if m and m.group(1) not in missing:
@@ -448,6 +487,18 @@ def load_model(path: str | Path, *, custom_objects: dict[str, Any] | None = None
         notes.append(f"the compile configuration could not be restored ({type(compile_error).__name__}: {_first_line(compile_error)}); loss checks use the stored configuration only.")
     log.info("loaded %s without its compile state: %s", path, _first_line(compile_error))
     return LoadedModel(model, path, fmt, compile_config, False, tuple(missing), objects, unsafe, notes, saved_keras_version(path))
+
+
+def _require_built(model: Any, path: Path) -> None:
+    """A model without inputs (a Sequential saved before it was built or called) has no shapes to check."""
+    try:
+        ok = bool(model.inputs) and bool(model.outputs)
+    except Exception:  # Sequential.inputs raises AttributeError until the model is built
+        ok = False
+    if not ok:
+        raise ModelLoadError(f"{path}: a {type(model).__name__} model saved before it was built (it has no input shape and no "
+                             "weights); expected a built model: give the first layer an input shape (keras.Input(shape=...)) "
+                             "or call the model on data before model.save().")
 
 
 def _quiet_load(keras: Any, path: Path, **kwargs: Any) -> Any:
