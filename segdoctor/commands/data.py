@@ -114,10 +114,35 @@ def check_data(
     report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
     report.facts.update(dataset_facts(ctx))
     report.notes.extend(ds.notes)
+    report.notes.extend(stack_notes(ctx))
     report.sections.extend(overview_sections(ctx))
     report.sections.extend(data_sections(ctx))
     report.context = ctx  # type: ignore[attr-defined]  # kept for callers that combine reports
     return report
+
+
+def stack_notes(ctx: DataContext) -> list[str]:
+    """Say when files are stacks (multi-page TIFF volumes such as ISBI 2012's, animated GIFs): each is judged by
+    its first page only, and its page count is given (counted up to readers.MAX_PAGES_COUNTED)."""
+    from segdoctor.io.readers import MAX_PAGES_COUNTED
+
+    stacks: list[tuple[str, int]] = []
+    for pair, rec in ctx.items():
+        for key, path in (("image_info", pair.image), ("mask_info", pair.mask)):
+            pages = (rec.get(key) or {}).get("pages")
+            if pages is not None and path is not None:
+                stacks.append((ctx.dataset.display(path), int(pages)))
+    if not stacks:
+        return []
+
+    def of_n(n: int) -> str:
+        return ("page 1 of more than " + f"{MAX_PAGES_COUNTED:,}" if n > MAX_PAGES_COUNTED
+                else f"page 1 of {n:,}" if n > 1 else "the first of several frames")
+
+    shown = "; ".join(f"{name} ({of_n(n)})" for name, n in stacks[:3]) + (f"; and {len(stacks) - 3} more" if len(stacks) > 3 else "")
+    return [f"{len(stacks)} file(s) hold several pages (multi-page TIFF stacks or animated images): only the first page "
+            f"of each was analysed: {shown}. To check every slice, save each page as its own image/mask pair "
+            "(e.g. tifffile.imread(path, key=i) for page i)."]
 
 
 def planned_extractors(checks: Sequence[type[Check]], ds) -> frozenset[str]:
