@@ -85,7 +85,7 @@ def _keras3_recovers_logits(ctx: ModelContext) -> bool:
         return False
     model = ctx.loaded.model
     try:
-        out_layer = model.outputs[0]._keras_history[0]
+        out_layer = model.outputs[ctx.spec.output_index]._keras_history[0]
     except Exception:
         return False
     return getattr(out_layer, "name", None) == ctx.spec.head_layer

@@ -223,6 +223,11 @@ def check_model(
     report = Report(command=NAME, target=str(path))
     report.notes.extend(loaded.notes)
     report.facts.update({"model": Path(path).name, "output_shape": str(spec.output_shape), "head": spec.head_activation})
+    if len(spec.output_keys) > 1:
+        loss = spec.loss.name if spec.loss is not None else "no loss"
+        report.notes.append(f"The model has {len(spec.output_keys)} outputs ({', '.join(repr(k) for k in spec.output_keys)}); "
+                            f"the checks analyse {spec.output_key!r}, {spec.output_reason}, with its own loss ({loss}).")
+        report.facts["output_analysed"] = spec.output_key
 
     data_findings: list[Finding] = []
     data_report: Report | None = None
