@@ -505,7 +505,7 @@ def test_num_classes_out_of_bounds_exits_2(ws, capsys, small_data, value):
     assert "Traceback" not in line
 
 
-def test_num_classes_at_the_bound_runs_quickly(ws, capsys, small_data):
+def test_num_classes_at_the_bound_is_accepted(ws, capsys, small_data):
     from segdoctor.commands.data import MAX_NUM_CLASSES
 
     run = cli(ws, capsys, "check-data", small_data, "--num-classes", str(MAX_NUM_CLASSES), "--jobs", "1")

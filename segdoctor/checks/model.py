@@ -418,7 +418,8 @@ class CustomObjectsMissing(Check):
             title=f"{len(missing)} custom object(s) referenced by the compiled model could not be loaded: {', '.join(missing[:6])}",
             evidence={"missing": ", ".join(missing), "compiled": ctx.loaded.compiled, "model": str(path)},
             why="Without them the model loads uncompiled: the custom loss and metrics cannot be probed (SD407) and the loss/head match is only read from the stored configuration.",
-            fix=f"Put their definitions in a Python file and rerun: segdoctor check-model {path} --custom-objects losses.py",
+            fix=(f"Put their definitions in a Python file and rerun: segdoctor check-model {path} --custom-objects losses.py "
+                 "(losses.py:make_loss when a factory function makes the loss)."),
             snippet=f"# losses.py\nfrom keras import ops\n\n{stub}" if stub else None,
         )
 
