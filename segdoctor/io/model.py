@@ -193,6 +193,8 @@ def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dic
                 raise UsageError(f"--custom-objects {file}:{name}: {file} defines no function {name!r}; "
                                  f"expected the name of a loss or metric factory defined in that file.")
             obj = module_objects[name]
+            if inspect.isclass(obj):
+                continue  # a Loss/Metric/Layer class is registered as it is: Keras builds it from its config
             if not callable(obj):
                 raise UsageError(f"--custom-objects {file}:{name}: {name!r} is a {type(obj).__name__}, not a function; "
                                  f"expected a loss or metric factory.")
