@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -120,14 +121,32 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: characters never printed as they are: C0/C1 controls (ESC starts terminal escape sequences, CR rewrites the
+#: line, BEL rings) and the bidirectional overrides that reorder what the eye sees (U+202A-E, U+2066-9)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_control(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _printable(text: object) -> str:
-    """``text`` with the undecodable bytes of non-UTF-8 file names (lone surrogates) shown as \\xNN escapes,
-    as the reports show them: printing a lone surrogate to a strict UTF-8 stream raises UnicodeEncodeError."""
-    text = str(text)
+    """``text`` safe for a terminal: control characters from file names, log columns or notes shown as \\xNN
+    escapes (an ESC from a folder name never reaches the terminal as an escape sequence, a newline never
+    splits a one-line message), and the undecodable bytes of non-UTF-8 file names (lone surrogates) shown as
+    \\xNN escapes too, as the reports show them: printing a lone surrogate to a strict UTF-8 stream raises
+    UnicodeEncodeError."""
+    text = _UNPRINTABLE.sub(_escape_control, str(text))
     try:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that is not an escaped byte
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _printable(super().format(record))
 
 
 def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None:
@@ -179,8 +198,9 @@ def _check_output_paths(args: argparse.Namespace, module: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, modules = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR,
-                        format="segdoctor: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("segdoctor: %(message)s"))  # log lines name files too
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR, handlers=[handler])
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

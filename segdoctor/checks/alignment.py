@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segdoctor.checks._common import py_str
 from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.registry import Check, register
 from segdoctor.stats.alignment import (
@@ -205,6 +206,11 @@ class PairMisaligned(Check):
     each edge map with its own boundary map over offsets up to a quarter of the image (the peak is
     located on a seeded sample of 256 pairs on larger datasets, then confirmed on every studied pair),
     with the same rule as SD252, and reported with the offset in pixels.
+    A void label drawn as a band across outlines (Pascal VOC: 255 or the colour (224, 224, 192); a -1
+    beside ids from 0) is filled from both sides before boundaries are traced, so the band's middle,
+    where the edge is, counts as the boundary; void deeper than 3 cells holds none. Without this, 2 px
+    bands on both sides of every edge of 96 px images put the correct pairs at median z -5.8 (2 of 12
+    flagged); filled, 39.4, and the 12 real-VOC crops of ../shared/realdata go from 11.9 to 13.4.
     Calibrated on ../shared/realdata: ISBI membranes' own pairs z >= 11.1 (median 14.3; the best
     other mask of a clean pair stays >= 3.2 below its own), every membrane pair with shuffled masks
     flagged, two swapped masks flagged alone; Kvasir polyps median z 2.5 over 5 pairs (too weak to
@@ -269,8 +275,8 @@ class PairMisaligned(Check):
         if swapped:
             title += f"; for {len(swapped)} another mask of the dataset, or the same mask flipped/rotated, fits better"
         listing = "\n".join(
-            f"# {ctx.display(pairs[i], 'image')}: " + (
-                f"try mask {ctx.display(pairs[j], 'mask')}" if j is not None
+            f"# {py_str(ctx.display(pairs[i], 'image'))}: " + (
+                f"try mask {py_str(ctx.display(pairs[j], 'mask'))}" if j is not None
                 else f"its mask after a {t}: {TRANSFORMS[t][1]}" if t is not None
                 else "no better mask found; check by eye")
             for i, j, t in rows[:30])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segdoctor.checks._common import py_str
 from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.io.history import History
 from segdoctor.registry import Check, register
@@ -286,7 +287,7 @@ _WARMUP_SNIPPET = (
     "optimizer = keras.optimizers.Adam(learning_rate=schedule, clipnorm=1.0)"
 )
 _PLATEAU_SNIPPET = (
-    "callbacks = [keras.callbacks.ReduceLROnPlateau(monitor=\"{monitor}\", factor=0.2, patience=5, min_lr=1e-6)]\n"
+    "callbacks = [keras.callbacks.ReduceLROnPlateau(monitor={monitor}, factor=0.2, patience=5, min_lr=1e-6)]\n"
     "model.fit(..., callbacks=callbacks)"
 )
 
@@ -583,7 +584,7 @@ class LossOscillation(Check):
         else:
             fix = f"{sentence} and reduce it on plateaus; a larger batch also steadies the updates."
         monitor = "val_loss" if "val_loss" in ctx.roles else name
-        snippet = f"optimizer = keras.optimizers.Adam(learning_rate={lr_literal})\n" + _PLATEAU_SNIPPET.format(monitor=monitor)
+        snippet = f"optimizer = keras.optimizers.Adam(learning_rate={lr_literal})\n" + _PLATEAU_SNIPPET.format(monitor=py_str(monitor))
         yield self.finding(title=title, evidence=evidence, why=why, fix=fix, snippet=snippet,
                            figures=[ctx.loss_figure(spans=[ctx.span(a, b, "oscillation")])])
 
@@ -976,7 +977,7 @@ class Overfitting(Check):
                  f"{ctx.epoch(best)}: it is memorising rather than generalising."),
             fix=(f"Keep the weights of epoch {ctx.epoch(best)} (restore_best_weights), augment the training images and masks "
                  "together (flips, crops, small rotations), and add dropout or weight decay."),
-            snippet=(f"early_stop = keras.callbacks.EarlyStopping(monitor=\"{monitor}\", mode=\"{mode}\", patience=10,\n"
+            snippet=(f"early_stop = keras.callbacks.EarlyStopping(monitor={py_str(monitor)}, mode={py_str(mode)}, patience=10,\n"
                      "                                           restore_best_weights=True)\n"
                      "optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-4)\n"
                      "model.fit(..., callbacks=[early_stop])"),

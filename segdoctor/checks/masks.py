@@ -30,8 +30,9 @@ def _void_value(s: LabelSummary, num_classes: int | None):
             # {0, 255} with --num-classes 2 is a 0/255 binary mask (SD101), not a dataset of void-only masks
             outside = v >= num_classes or v < 0
             return v if outside and _shares_a_mask_with_a_class(s, v, others) else None
-        # 255 / 65535 stand apart above small ids; -1 stands apart below ids that start at 0
-        apart = bool(others) and (max(others) < v / 2 if v > 0 else min(others) >= 0)
+        # 255 / 65535 stand apart above small ids; -1 stands apart below ids that start at 0, unless it covers most
+        # pixels: then it is a background coded as -1 (SD107), not pixels to ignore
+        apart = bool(others) and (max(others) < v / 2 if v > 0 else min(others) >= 0 and s.share(v) < 0.5)
         if len(others) >= 2 and apart and _shares_a_mask_with_a_class(s, v, others):
             return v
     return None
@@ -177,12 +178,19 @@ class MaskLabelOffset(Check):
         table = {c: i for i, c in enumerate(ints)}
         void = _void_value(s, k)
         lut_lines = ", ".join(f"{c}: {i}" for c, i in table.items())
-        snippet = ("import numpy as np\n"
-                   f"REMAP = {{{lut_lines}}}" + (f"  # {void} (void) is kept" if void is not None else "") + "\n"
-                   f"lut = np.arange({max(max(ints), void or 0) + 1}, dtype=np.uint8)\n"
-                   "for old, new in REMAP.items():\n"
-                   "    lut[old] = new\n"
-                   "mask = lut[mask]")
+        if max(max(ints), void or 0) < 256 and (void is None or void >= 0):
+            snippet = ("import numpy as np\n"
+                       f"REMAP = {{{lut_lines}}}" + (f"  # {void} (void) is kept" if void is not None else "") + "\n"
+                       f"lut = np.arange({max(max(ints), void or 0) + 1}, dtype=np.uint8)\n"
+                       "for old, new in REMAP.items():\n"
+                       "    lut[old] = new\n"
+                       "mask = lut[mask]")
+        else:  # ids beyond uint8 (16/32-bit masks) or a negative void: a lookup table would be huge or wrap
+            snippet = ("import numpy as np\n"
+                       f"CLASS_VALUES = np.array([{', '.join(map(str, ints))}])   # the ids found, in order -> 0..{len(ints) - 1}\n"
+                       "new = np.searchsorted(CLASS_VALUES, mask).astype(np.uint8)\n"
+                       + (f"new[mask == {void}] = 255   # the void label {void} stays void (ignore_class=255)\n" if void is not None else "")
+                       + "mask = new")
         if offset:
             title = f"Class ids start at {min(ints)}, not 0: the masks hold {{{', '.join(map(str, ints))}}}"
             why = ("Sparse categorical losses need ids 0..K-1; with ids from 1, output channel 0 is a phantom class "
@@ -536,9 +544,14 @@ class MaskUnexpectedLabels(Check):
 
     *Why it matters*: a sparse loss given an id ≥ K reads out of range (NaN loss or a crash on GPU); a NaN label
     makes the loss NaN; a mask with thousands of values is not a label map (probabilities, instance ids, or an
-    image saved as a mask).
+    image saved as a mask). Negative ids are outside 0..K-1 for every K: {-1, 1} masks (a sign-coded binary
+    label) or a background stored as -1 give negative, unbounded losses.
 
     *How to fix*: remap the ids, fix K, or convert instance ids to class ids (Cityscapes: ``ids // 1000``).
+
+    Negative values that fill regions fire without ``--num-classes``; a -1 that lies along object borders beside
+    ids from 0 and covers under half of the pixels is the void label (SD103) instead. Stored values are read as
+    they are (uint32 and int8 TIFF samples included), never wrapped.
     """
 
     code = "SD107"
@@ -561,9 +574,12 @@ class MaskUnexpectedLabels(Check):
                 snippet="mask = np.nan_to_num(mask, nan=0.0, posinf=0.0, neginf=0.0)",
                 files=[ctx.dataset.display(p.mask) for p, _ in nonfinite],
             )
+        void = _void_value(s, k)
+        negative = [c for c in s.class_values if c != void and c < 0]
+        if negative:
+            yield _negative_ids_finding(self, ctx, s, negative, total)
         if k is not None:
-            void = _void_value(s, k)
-            bad_vals = [c for c in s.class_values if c != void and (c >= k or c < 0)]
+            bad_vals = [c for c in s.class_values if c != void and c >= k]
             if bad_vals:
                 files = [ctx.dataset.display(p.mask) for p, _, info in ctx.masks()
                          if "values" in info and set(info["values"]["values"].tolist()) & set(bad_vals)]
@@ -596,6 +612,36 @@ class MaskUnexpectedLabels(Check):
                     + hint,
                 files=files or [ctx.dataset.display(p.mask) for p, _, _ in ctx.masks()][:50],
             )
+
+
+def _negative_ids_finding(check: Check, ctx: DataContext, s: LabelSummary, negative: list, total: int) -> Finding:
+    values = [int(c) for c in s.class_values]
+    files = [ctx.dataset.display(p.mask) for p, _, info in ctx.masks()
+             if "values" in info and set(info["values"]["values"].tolist()) & set(negative)]
+    share = sum(s.share(c) for c in negative)
+    binary_pm = sorted(values) == [-1, 1]
+    as_background = s.share(min(values)) >= 0.5
+    shown = ", ".join(map(str, values[:12]))
+    if binary_pm:
+        snippet = "mask = (np.asarray(mask) > 0).astype('uint8')   # -1 (background) -> 0, 1 (foreground) -> 1"
+    else:
+        snippet = ("import numpy as np\n"
+                   f"CLASS_VALUES = np.array([{shown}])   # the ids found, in order\n"
+                   f"mask = np.searchsorted(CLASS_VALUES, mask).astype('uint8')   # -> 0..{len(values) - 1}")
+    return check.finding(
+        title=(f"{plural(len(files), 'mask')} {'holds' if len(files) == 1 else 'hold'} negative class ids "
+               f"{{{', '.join(map(str, negative[:8]))}}} ({share:.1%} of pixels"
+               + (", the background" if as_background else "") + f"); ids found: {{{shown}}}"),
+        evidence={"negative_ids": ", ".join(map(str, negative)), "class_values_found": shown,
+                  "negative_pixel_share": round(share, 4), "masks_with_negative_ids": len(files), "masks": total},
+        why=("Class ids index the output channels from 0: sparse cross-entropy fails on a negative id (NaN, or an "
+             "error on GPU), and binary cross-entropy or Dice with a -1 target are negative and unbounded."
+             + (" {-1, 1} is the sign encoding of a binary label, not a class map." if binary_pm else "")),
+        fix=(f"Remap the ids to 0..{len(values) - 1} when loading (the snippet maps them in sorted order); if the "
+             "negative value marks pixels to ignore, pass it as ignore_class instead."),
+        snippet=snippet,
+        files=files,
+    )
 
 
 @register

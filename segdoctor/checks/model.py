@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from segdoctor.checks._common import py_identifier
 from segdoctor.findings import Finding, Severity
 from segdoctor.registry import Check, register
 
@@ -40,9 +41,20 @@ class ModelContext:
         return self.spec.out_channels or 1
 
 
+#: the optimizer classes of keras.optimizers, by lower-case name: a snippet names one of these, never a string
+#: read from the model file (its ``class_name`` could hold code)
+KERAS_OPTIMIZERS = {n.lower(): n for n in ("Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb",
+                                           "Lion", "Muon", "Nadam", "RMSprop", "SGD")}
+
+
+def optimizer_class(name: Any, default: str = "Adam") -> str:
+    """The keras.optimizers class for a saved optimizer name (``adam``, ``Adam``), or ``default`` when unknown."""
+    return KERAS_OPTIMIZERS.get(str(name or "").lower(), default)
+
+
 def _opt_expr(spec: Any) -> str:
     name = spec.optimizer or "Adam"
-    cls = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamw": "AdamW", "nadam": "Nadam"}.get(str(name).lower(), name)
+    cls = optimizer_class(name)
     lo, hi = LR_RANGES["sgd" if str(name).lower() == "sgd" else "adaptive"]
     lr = spec.learning_rate
     if lr is None or not lo <= lr <= hi:  # never copy a learning rate SD404 would flag into the fix
@@ -73,7 +85,7 @@ def _keras3_recovers_logits(ctx: ModelContext) -> bool:
         return False
     model = ctx.loaded.model
     try:
-        out_layer = model.outputs[0]._keras_history[0]
+        out_layer = model.outputs[ctx.spec.output_index]._keras_history[0]
     except Exception:
         return False
     return getattr(out_layer, "name", None) == ctx.spec.head_layer
@@ -324,7 +336,7 @@ class OptimizerLearningRate(Check):
             return
         high = not (lr <= hi)
         good = 1e-3 if family == "adaptive" else 1e-4 if family == "lion" else 1e-2
-        cls = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamw": "AdamW", "nadam": "Nadam"}.get(opt, s.optimizer)
+        cls = optimizer_class(opt)
         yield self.finding(
             title=f"{s.optimizer} learning rate {lr:g} is {'above' if high else 'below'} the usual range {lo:g}–{hi:g}",
             evidence={"optimizer": s.optimizer, "learning_rate": lr, "range_low": lo, "range_high": hi, "schedule": s.lr_schedule or "none"},
@@ -373,7 +385,7 @@ class NanWeights(Check):
                       "nan_values": sum(p.n_nan for p in nonfinite), "inf_values": sum(p.n_inf for p in nonfinite)},
             why="Non-finite weights make every output NaN; a zero kernel passes no signal, so the layers after it see a constant.",
             fix="Retrain from a checkpoint before the blow-up with a 10x lower learning rate and gradient clipping.",
-            snippet=f"optimizer = keras.optimizers.{opt if opt[0].isupper() else 'Adam'}(learning_rate=1e-4, clipnorm=1.0)\n"
+            snippet=f"optimizer = keras.optimizers.{optimizer_class(opt)}(learning_rate=1e-4, clipnorm=1.0)\n"
                     "callbacks = [keras.callbacks.TerminateOnNaN()]",
         )
 
@@ -400,12 +412,14 @@ class CustomObjectsMissing(Check):
         if not missing:
             return
         path = ctx.loaded.path
-        stub = "\n".join(f"def {n}(y_true, y_pred):\n    ...  # your implementation" for n in missing[:4] if n.isidentifier())
+        stub = "\n".join(f"def {n}(y_true, y_pred):\n    ...  # your implementation"
+                         for n in missing[:4] if py_identifier(n, "") == n)
         yield self.finding(
             title=f"{len(missing)} custom object(s) referenced by the compiled model could not be loaded: {', '.join(missing[:6])}",
             evidence={"missing": ", ".join(missing), "compiled": ctx.loaded.compiled, "model": str(path)},
             why="Without them the model loads uncompiled: the custom loss and metrics cannot be probed (SD407) and the loss/head match is only read from the stored configuration.",
-            fix=f"Put their definitions in a Python file and rerun: segdoctor check-model {path} --custom-objects losses.py",
+            fix=(f"Put their definitions in a Python file and rerun: segdoctor check-model {path} --custom-objects losses.py "
+                 "(losses.py:make_loss when a factory function makes the loss)."),
             snippet=f"# losses.py\nfrom keras import ops\n\n{stub}" if stub else None,
         )
 
@@ -484,7 +498,7 @@ class LossFunctionDefect(Check):
                         why="With a sparse loss, y_true reaches every metric as (batch, H, W, 1) class ids; multiplied with the "
                             f"{c}-channel prediction it broadcasts into a meaningless score.",
                         fix=f"One-hot encode y_true inside '{name}' before the Dice.",
-                        snippet=(f"def {name}(y_true, y_pred):\n"
+                        snippet=(f"def {py_identifier(name, 'dice_coef')}(y_true, y_pred):\n"
                                  f"    y_true = ops.one_hot(ops.cast(ops.squeeze(y_true, -1), 'int32'), {c})\n"
                                  "    ...  # the rest of the function unchanged"),
                     )
@@ -508,8 +522,8 @@ class LossFunctionDefect(Check):
                 evidence[f"{p.name} (reference Dice {p.reference:.2f})"] = round(values[p.name], 5)
             if verdict.matches:
                 evidence["behaves_like"] = " or ".join(verdict.matches[:2])
-            snippet = corrected_dice_snippet(c, function_name=name if not is_loss else "dice_coef",
-                                             loss_name=name if is_loss else "dice_loss")
+            snippet = corrected_dice_snippet(c, function_name=py_identifier(name, "dice_coef") if not is_loss else "dice_coef",
+                                             loss_name=py_identifier(name, "dice_loss") if is_loss else "dice_loss")
             yield self.finding(
                 title=f"Custom {verdict.kind} '{name}' is defective: {verdict.defects[0]}",
                 evidence=evidence,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from segdoctor.checks._common import py_str
 from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.registry import Check, register
 from segdoctor.stats.balance import class_balance
@@ -274,7 +275,7 @@ class SplitLeakage(Check):
                  "model selection rewards memorisation."),
             fix=f"Keep each image and its near-copies in one split: remove the listed copies outside '{ref}' and re-evaluate.",
             snippet="# copies outside the reference split, to remove (or move into it):\n"
-                    + "\n".join(f"#   {f}" for f in drop[:50]) + ("\n#   ..." if len(drop) > 50 else "") + "\n",
+                    + "\n".join(f"#   {py_str(f)}" for f in drop[:50]) + ("\n#   ..." if len(drop) > 50 else "") + "\n",
             files=files,
             figures=[Figure("pairs", "Shared images (each pair of rows is one match)", {"items": examples})],
         )

@@ -38,13 +38,38 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 
+#: the largest --num-classes accepted: as many classes as segdoctor tracks distinct values per mask
+#: (``stats.labels.MAX_TRACKED_VALUES``), above ADE20K's 150, COCO-stuff's 182 and LVIS's 1,203. Larger counts are
+#: typing errors (1e20), and every per-class table (weights, shares, the per-class report) is sized by K.
+MAX_NUM_CLASSES = 4096
+
+
+def num_classes_option(value: object) -> int | None:
+    """``--num-classes`` as a whole number of classes in 1..MAX_NUM_CLASSES (None when not given); anything else is
+    a UsageError (one line, exit 2), never an overflow or a run sized by a typing error."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        k = int(text) if not isinstance(value, (int, float)) or isinstance(value, bool) else value
+    except ValueError:
+        k = None
+    if isinstance(k, float):
+        k = int(k) if k.is_integer() else None
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_NUM_CLASSES:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise UsageError(f"--num-classes {shown}: expected a whole number of classes from 1 to {MAX_NUM_CLASSES:,} "
+                         "(the classes the model predicts, background included: 2 for binary masks).")
+    return k
+
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     """Dataset options shared with check-model --data."""
     p.add_argument("--images", metavar="SUBDIR", help="folder of images (relative to DIR), overrides discovery")
     p.add_argument("--masks", metavar="SUBDIR", help="folder of masks (relative to DIR), overrides discovery")
     p.add_argument("--mask-pattern", metavar="GLOB", help="which label files are masks, e.g. '*_labelTrainIds.png'")
-    p.add_argument("--num-classes", type=int, metavar="K", help="number of classes the model predicts (ids 0..K-1)")
+    p.add_argument("--num-classes", metavar="K",  # validated by num_classes_option: one line, not argparse's usage
+                   help=f"number of classes the model predicts (ids 0..K-1), at most {MAX_NUM_CLASSES:,}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,8 +99,7 @@ def check_data(
     scheduler: str | None = None,
 ) -> Report:
     """Run the data checks on the dataset at ``path`` and return the report."""
-    if num_classes is not None and num_classes < 1:
-        raise UsageError(f"--num-classes {num_classes}: expected a positive number of classes (2 for binary masks).")
+    num_classes = num_classes_option(num_classes)
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: expected a positive number of pairs.")
     validate_engine(engine, scheduler)
@@ -90,10 +114,35 @@ def check_data(
     report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
     report.facts.update(dataset_facts(ctx))
     report.notes.extend(ds.notes)
+    report.notes.extend(stack_notes(ctx))
     report.sections.extend(overview_sections(ctx))
     report.sections.extend(data_sections(ctx))
     report.context = ctx  # type: ignore[attr-defined]  # kept for callers that combine reports
     return report
+
+
+def stack_notes(ctx: DataContext) -> list[str]:
+    """Say when files are stacks (multi-page TIFF volumes such as ISBI 2012's, animated GIFs): each is judged by
+    its first page only, and its page count is given (counted up to readers.MAX_PAGES_COUNTED)."""
+    from segdoctor.io.readers import MAX_PAGES_COUNTED
+
+    stacks: list[tuple[str, int]] = []
+    for pair, rec in ctx.items():
+        for key, path in (("image_info", pair.image), ("mask_info", pair.mask)):
+            pages = (rec.get(key) or {}).get("pages")
+            if pages is not None and path is not None:
+                stacks.append((ctx.dataset.display(path), int(pages)))
+    if not stacks:
+        return []
+
+    def of_n(n: int) -> str:
+        return ("page 1 of more than " + f"{MAX_PAGES_COUNTED:,}" if n > MAX_PAGES_COUNTED
+                else f"page 1 of {n:,}" if n > 1 else "the first of several frames")
+
+    shown = "; ".join(f"{name} ({of_n(n)})" for name, n in stacks[:3]) + (f"; and {len(stacks) - 3} more" if len(stacks) > 3 else "")
+    return [f"{len(stacks)} file(s) hold several pages (multi-page TIFF stacks or animated images): only the first page "
+            f"of each was analysed: {shown}. To check every slice, save each page as its own image/mask pair "
+            "(e.g. tifffile.imread(path, key=i) for page i)."]
 
 
 def planned_extractors(checks: Sequence[type[Check]], ds) -> frozenset[str]:

@@ -33,6 +33,7 @@ pass --unsafe for a file you trust. Custom losses, metrics and layers load from 
 examples:
   segdoctor check-model unet.keras
   segdoctor check-model unet.keras --data data/ --custom-objects losses.py
+  segdoctor check-model unet.keras --custom-objects losses.py:make_loss
   segdoctor check-model unet.keras --data data/ --preprocess unit --threshold 0.5 --json report.json
 """
 
@@ -47,8 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="the model file (.keras, or legacy .h5)")
     p.add_argument("--data", metavar="DIR", help="run the model on this dataset (image/mask pairs) and check the predictions")
     p.add_argument("--history", metavar="FILE", help="also check the training log (History JSON, CSVLogger CSV, TensorBoard dir)")
-    p.add_argument("--custom-objects", action="append", default=[], metavar="FILE.py",
-                   help="a Python file defining the model's custom losses, metrics or layers (repeatable)")
+    p.add_argument("--custom-objects", action="append", default=[], metavar="FILE.py[:FACTORY]",
+                   help="a Python file defining the model's custom losses, metrics or layers (repeatable); it is imported "
+                        "and its definitions registered, nothing in it is called except FACTORY, a loss/metric factory "
+                        "you name (losses.py:make_loss), and factories named like one (make_dice_loss(smooth=1))")
     p.add_argument("--preprocess", choices=PREPROCESS_MODES, default="auto",
                    help="input scaling: none (raw), unit (/type max), symmetric ([-1,1]), standardize (per image); "
                         "auto decides from the model and the data (default)")
@@ -196,8 +199,9 @@ def check_model(
         raise UsageError(f"--batch-size {batch_size}: expected a positive number of images.")
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: expected a positive number of pairs.")
-    if num_classes is not None and num_classes < 1:
-        raise UsageError(f"--num-classes {num_classes}: expected the number of classes including background (2 for binary).")
+    from segdoctor.commands.data import num_classes_option
+
+    num_classes = num_classes_option(num_classes)
     if preprocess not in PREPROCESS_MODES:
         raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESS_MODES)}.")
     history_module = _history_module() if history is not None else None
@@ -219,6 +223,11 @@ def check_model(
     report = Report(command=NAME, target=str(path))
     report.notes.extend(loaded.notes)
     report.facts.update({"model": Path(path).name, "output_shape": str(spec.output_shape), "head": spec.head_activation})
+    if len(spec.output_keys) > 1:
+        loss = spec.loss.name if spec.loss is not None else "no loss"
+        report.notes.append(f"The model has {len(spec.output_keys)} outputs ({', '.join(repr(k) for k in spec.output_keys)}); "
+                            f"the checks analyse {spec.output_key!r}, {spec.output_reason}, with its own loss ({loss}).")
+        report.facts["output_analysed"] = spec.output_key
 
     data_findings: list[Finding] = []
     data_report: Report | None = None

@@ -566,7 +566,14 @@ def _from_groups(root: Path, groups, mask_pattern: str | None, notes: list[str],
 
 def _finish(root, pairs, un_i, un_m, rules, notes, layout) -> Dataset:
     if not pairs and not un_i and not un_m:
-        raise DatasetError(f"{root}: the folders {layout} hold no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+        raise DatasetError(f"{root}: found no image/mask pairs: the folders {layout} hold no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
+    if not pairs:
+        # nothing to analyse: an exit status of 0 (or a report of unpaired files) would pass an empty dataset
+        seen = [f"{len(files)} {what}" + (f" (e.g. {files[0].name})" if files else "")
+                for what, files in (("image file(s)", [p.image for p in un_i]), ("mask file(s)", [p.mask for p in un_m]))]
+        raise DatasetError(f"{root}: found no image/mask pairs in {layout}: {' and '.join(seen)}, none with a partner "
+                           f"({'; '.join(dict.fromkeys(rules))}). Expected images and masks of the same stem "
+                           f"({', '.join(sorted(IMAGE_EXTENSIONS))}); otherwise pass --images SUBDIR --masks SUBDIR.")
     distinct_rules = list(dict.fromkeys(r for r in rules if r != "no rule paired any files")) or list(dict.fromkeys(rules))
     return Dataset(root=root, pairs=pairs, unpaired_images=un_i, unpaired_masks=un_m, layout=layout,
                    rules=distinct_rules, notes=notes)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +125,11 @@ def _epoch_numbers(epochs: Any, n: int, where: str) -> np.ndarray:
     return arr + 1 if arr.min() == 0 else arr
 
 
+#: the largest training log read (a CSVLogger line per epoch is about 100 bytes per 10 columns: 1 GiB is far beyond
+#: any real log); a larger file, or a device such as /dev/zero that never ends, is refused before it is read
+MAX_HISTORY_BYTES = 1 << 30
+
+
 def read_history(path: str | Path) -> History:
     """Read a training log in any accepted format; raise ``HistoryError`` naming what was found."""
     p = Path(path).expanduser()
@@ -130,10 +137,7 @@ def read_history(path: str | Path) -> History:
         raise HistoryError(f"{p}: no such file or folder. Expected {ACCEPTED_FORMATS}.")
     if p.is_dir():
         return read_tensorboard_dir(p)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise HistoryError(f"{p}: cannot be read ({exc.strerror or exc}). Expected {ACCEPTED_FORMATS}.") from None
+    raw = _read_bounded(p)
     if p.name.startswith("events.out.tfevents"):
         # one event file of a Keras log: read the whole run (train/ and validation/ beside it)
         return read_tensorboard_dir(p.parent.parent if p.parent.name in _RUN_PREFIX else p.parent)
@@ -144,9 +148,45 @@ def read_history(path: str | Path) -> History:
     except UnicodeDecodeError:
         raise HistoryError(f"{p}: found binary content, not text. Expected {ACCEPTED_FORMATS}.") from None
     stripped = text.lstrip()
-    if stripped[:1] in "{[" or p.suffix.lower() == ".json":
-        return read_history_json(p, text)
-    return read_history_csv(p, text)
+    is_json = stripped[:1] in "{[" or p.suffix.lower() == ".json"
+    try:
+        return read_history_json(p, text) if is_json else read_history_csv(p, text)
+    except csv.Error as exc:  # e.g. a field longer than the csv module's limit (131,072 characters)
+        raise HistoryError(f"{p}: not a CSV table ({exc}). Expected {ACCEPTED_FORMATS}.") from None
+    except RecursionError:  # JSON nested thousands of levels deep (Keras writes two)
+        raise HistoryError(f"{p}: nested too deeply to be a training log. Expected {ACCEPTED_FORMATS}.") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits, which Python refuses to convert
+        what = ("holds an integer of thousands of digits" if "integer string conversion" in str(exc)
+                else f"cannot be read as a training log ({_first_line(exc)})")
+        raise HistoryError(f"{p}: {what}. Expected {ACCEPTED_FORMATS}.") from None
+
+
+def _read_bounded(p: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_HISTORY_BYTES. FIFOs, sockets and devices (/dev/zero, a pipe that
+    never closes) are refused without blocking: the file is opened non-blocking and checked before any read."""
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise HistoryError(f"{p}: cannot be read ({exc.strerror or exc}). Expected {ACCEPTED_FORMATS}.") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise HistoryError(f"{p}: not a regular file (a pipe, socket or device). Expected {ACCEPTED_FORMATS}.")
+        if st.st_size > MAX_HISTORY_BYTES:
+            raise HistoryError(f"{p}: {st.st_size:,} bytes, above the {MAX_HISTORY_BYTES:,}-byte limit for a training log. "
+                               f"Expected {ACCEPTED_FORMATS}.")
+        try:
+            raw = fh.read(MAX_HISTORY_BYTES + 1)
+        except OSError as exc:
+            raise HistoryError(f"{p}: cannot be read ({exc.strerror or exc}). Expected {ACCEPTED_FORMATS}.") from None
+    if len(raw) > MAX_HISTORY_BYTES:  # the file grew while it was read
+        raise HistoryError(f"{p}: more than {MAX_HISTORY_BYTES:,} bytes, above the limit for a training log. Expected {ACCEPTED_FORMATS}.")
+    return raw
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
 
 
 def read_history_json(path: str | Path, text: str | None = None) -> History:

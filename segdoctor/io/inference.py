@@ -140,15 +140,16 @@ def foreground_probability(probs: np.ndarray) -> np.ndarray:
     return 1.0 - probs[..., 0]
 
 
-def predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A callable running the model on one batch without the tf.data machinery of ``model.predict``."""
+def predict_fn(model: Any, *, key: str = "", index: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable running the model on one batch without the tf.data machinery of ``model.predict``; of several
+    outputs it returns the one the checks analyse (``ModelSpec.output_key``/``output_index``)."""
 
     def run(batch: np.ndarray) -> np.ndarray:
         out = model.predict_on_batch(batch)
         if isinstance(out, (list, tuple)):
-            out = out[0]
+            out = out[index] if index < len(out) else out[0]
         elif isinstance(out, dict):
-            out = next(iter(out.values()))
+            out = out[key] if key in out else next(iter(out.values()))
         return np.asarray(out)
 
     return run
@@ -208,7 +209,7 @@ def run_inference(
     out_c = spec.out_channels or 1
     k = num_classes or (2 if out_c <= 2 else out_c)
     result = InferenceResult(BinaryAccumulator(threshold=threshold), MultiClassAccumulator(out_c) if out_c > 2 else None)
-    predict = predict_fn(model)
+    predict = predict_fn(model, key=getattr(spec, "output_key", ""), index=getattr(spec, "output_index", 0))
     takes_probabilities = bool(spec.loss is not None and spec.loss.expects_probabilities)
     size = spec.input_size
     worst_heap: list[tuple[float, int, WorstCase]] = []

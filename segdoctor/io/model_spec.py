@@ -57,6 +57,17 @@ class WeightProblem:
     all_zero: bool
 
 
+@dataclass(frozen=True)
+class OutputInfo:
+    """One output of a model: the key its loss is given under (a dict output's key, else the output's name), the
+    layer that makes it, its position in ``model.outputs`` (and in what ``predict`` returns for list outputs)."""
+
+    key: str
+    layer: str
+    index: int
+    shape: tuple
+
+
 @dataclass
 class ModelSpec:
     name: str
@@ -77,6 +88,11 @@ class ModelSpec:
     n_merges: int
     n_transposed: int
     weight_problems: list[WeightProblem] = field(default_factory=list)
+    #: the output the checks analyse, and every output's key (one entry for a single-output model)
+    output_key: str = ""
+    output_index: int = 0
+    output_keys: tuple[str, ...] = ()
+    output_reason: str = ""
 
     @property
     def out_channels(self) -> int | None:
@@ -126,12 +142,63 @@ def _activation_name(fn: Any) -> str:
     return str(name).lower()
 
 
-def find_head_activation(model: Any) -> tuple[str, str, int | None]:
-    """(activation, layer name, size of the axis it acts on) of the model's (first) output."""
+def model_outputs(model: Any) -> list[OutputInfo]:
+    """The model's outputs in the order the user declared them, each with the key Keras pairs its loss with.
+
+    Dict outputs (``Model(x, {"seg": a, "aux": b})``) are flattened by key order in ``model.outputs`` while the
+    compiled loss is a dict under the same keys: the keys come from the functional config's ``output_layers``.
+    List outputs pair with a list of losses by position, or with a dict of losses by output name."""
+    outputs = list(getattr(model, "outputs", None) or [])
+    names = list(getattr(model, "output_names", None) or [])
+    history = []
+    for t in outputs:
+        h = getattr(t, "_keras_history", None)
+        history.append((getattr(h[0], "name", ""), int(h[2])) if h is not None else ("", 0))
+    keys = [names[i] if i < len(names) else history[i][0] or str(i) for i in range(len(outputs))]
+    try:
+        declared = model.get_config().get("output_layers")
+    except Exception:
+        declared = None
+    order = list(range(len(outputs)))
+    if isinstance(declared, dict):
+        order = []
+        for key, ref in declared.items():
+            layer = ref[0] if isinstance(ref, (list, tuple)) and ref else None
+            tensor = int(ref[2]) if isinstance(ref, (list, tuple)) and len(ref) > 2 else 0
+            i = next((i for i, h in enumerate(history) if h == (layer, tensor) and i not in order), None)
+            if i is not None:
+                keys[i] = str(key)
+                order.append(i)
+        order += [i for i in range(len(outputs)) if i not in order]
+    out = []
+    for i in order:
+        try:
+            shape = _shape(outputs[i].shape)
+        except Exception:
+            shape = ()
+        out.append(OutputInfo(key=keys[i], layer=history[i][0], index=i, shape=shape))
+    return out
+
+
+def choose_output(outputs: list[OutputInfo]) -> tuple[OutputInfo | None, str]:
+    """The output the checks analyse, and why: the first (as declared) that is a segmentation map (N, H, W, C)."""
+    if not outputs:
+        return None, ""
+    if len(outputs) == 1:
+        return outputs[0], "the only output"
+    for o in outputs:
+        if len(o.shape) == 4:
+            first = o is outputs[0]
+            return o, "the first output" + ("" if first else ", in the declared order,") + " that is a segmentation map (N, H, W, C)"
+    return outputs[0], "the first output (none is a segmentation map)"
+
+
+def find_head_activation(model: Any, output_index: int = 0) -> tuple[str, str, int | None]:
+    """(activation, layer name, size of the axis it acts on) of one of the model's outputs (the first by default)."""
     outputs = getattr(model, "outputs", None) or []
     if not outputs:
         return "unknown", "", None
-    layer = outputs[0]._keras_history[0]
+    layer = outputs[min(output_index, len(outputs) - 1)]._keras_history[0]
     for _ in range(50):  # a head is a few layers deep; the bound guards against odd graphs
         cls = type(layer).__name__
         axis_size = None
@@ -177,14 +244,19 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "").replace(" ", "")
 
 
-def parse_loss(compile_config: dict[str, Any] | None, keras: Any) -> LossSpec | None:
+def parse_loss(compile_config: dict[str, Any] | None, keras: Any, output: OutputInfo | None = None) -> LossSpec | None:
+    """The compiled loss of ``output`` (a dict of losses pairs by the output's key or layer name, a list by the
+    output's position); the first loss when no output is given."""
     if not compile_config:
         return None
     raw = compile_config.get("loss")
-    if isinstance(raw, dict) and "class_name" not in raw and raw:  # one loss per output: take the first
-        raw = next(iter(raw.values()))
+    if isinstance(raw, dict) and "class_name" not in raw and raw:  # one loss per output
+        if output is None:
+            raw = next(iter(raw.values()))
+        else:
+            raw = raw.get(output.key, raw.get(output.layer))  # None: this output trains without a loss
     if isinstance(raw, list) and raw:
-        raw = raw[0]
+        raw = raw[output.index] if output is not None and output.index < len(raw) else raw[0]
     if raw is None:
         return None
     from_logits: bool | None = None
@@ -291,7 +363,10 @@ def describe_model(loaded: Any) -> ModelSpec:
 
     keras = import_keras()
     model = loaded.model
-    head, head_layer, axis_size = find_head_activation(model)
+    outputs = model_outputs(model)
+    chosen, reason = choose_output(outputs)
+    index = chosen.index if chosen is not None else 0
+    head, head_layer, axis_size = find_head_activation(model, index)
     counts = {"down": 0, "merge": 0, "transposed": 0}
     for layer in _all_layers(model):
         cls = type(layer).__name__
@@ -306,12 +381,12 @@ def describe_model(loaded: Any) -> ModelSpec:
     return ModelSpec(
         name=model.name,
         input_shape=_shape(model.inputs[0].shape),
-        output_shape=_shape(model.outputs[0].shape),
+        output_shape=_shape(model.outputs[index].shape),
         head_activation=head,
         head_layer=head_layer,
         activation_axis_size=axis_size,
         input_scaling=_input_scaling(model),
-        loss=parse_loss(loaded.compile_config, keras),
+        loss=parse_loss(loaded.compile_config, keras, chosen if len(outputs) > 1 else None),
         metric_names=_metric_names(loaded.compile_config),
         optimizer=opt_name,
         learning_rate=lr if lr is None or math.isfinite(lr) else lr,
@@ -322,6 +397,10 @@ def describe_model(loaded: Any) -> ModelSpec:
         n_merges=counts["merge"],
         n_transposed=counts["transposed"],
         weight_problems=weight_problems(model),
+        output_key=chosen.key if chosen is not None else "",
+        output_index=index,
+        output_keys=tuple(o.key for o in outputs),
+        output_reason=reason,
     )
 
 

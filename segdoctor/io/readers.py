@@ -88,6 +88,78 @@ def _npy_decoded(arr: np.ndarray) -> Decoded:
     return Decoded(a, "NPY", str(a.dtype), _bits_for("", a.dtype))
 
 
+#: pages of a multi-page TIFF counted at most (a stack of 100,000 pages is reported as "more than 10,000")
+MAX_PAGES_COUNTED = 10_000
+
+
+def tiff_page_count(source, limit: int = MAX_PAGES_COUNTED) -> int:
+    """Pages (image file directories) of a TIFF, counted up to ``limit`` + 1, from a path or a binary stream.
+
+    Each page costs two small reads (its entry count and the offset of the next page), so even a stack of
+    100,000 pages is counted in milliseconds without decoding or loading any page's tags; a loop in the chain of
+    offsets ends the count. Classic TIFF and BigTIFF; 1 for anything else.
+    """
+    import struct
+
+    own = not hasattr(source, "seek")
+    fh = open(source, "rb") if own else source
+    try:
+        fh.seek(0)
+        head = fh.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 8:
+            return 1
+        version = struct.unpack(order + "H", head[2:4])[0]
+        if version == 42:
+            count_fmt, entry_size, offset_fmt = "H", 12, "I"
+            offset = struct.unpack(order + "I", head[4:8])[0]
+        elif version == 43 and len(head) >= 16:
+            count_fmt, entry_size, offset_fmt = "Q", 20, "Q"
+            offset = struct.unpack(order + "Q", head[8:16])[0]
+        else:
+            return 1
+        count_size, offset_size = struct.calcsize(count_fmt), struct.calcsize(offset_fmt)
+        seen: set[int] = set()
+        while offset and offset not in seen and len(seen) <= limit:
+            seen.add(offset)
+            fh.seek(offset)
+            raw = fh.read(count_size)
+            if len(raw) < count_size:
+                break
+            fh.seek(offset + count_size + struct.unpack(order + count_fmt, raw)[0] * entry_size)
+            raw = fh.read(offset_size)
+            if len(raw) < offset_size:
+                break
+            offset = struct.unpack(order + offset_fmt, raw)[0]
+        return max(1, len(seen))
+    except (OSError, ValueError, struct.error):
+        return 1
+    finally:
+        if own:
+            fh.close()
+
+
+def _tiff_sample_format(im) -> tuple[int, int] | None:
+    """(SampleFormat, BitsPerSample) of a TIFF's first sample: 1 unsigned, 2 signed, 3 float."""
+    try:
+        fmt, bits = im.tag_v2.get(339, 1), im.tag_v2.get(258, 8)
+        fmt = int(fmt[0] if isinstance(fmt, tuple) else fmt)
+        bits = int(bits[0] if isinstance(bits, tuple) else bits)
+    except Exception:
+        return None
+    return fmt, bits
+
+
+def _tiff_true_values(a: np.ndarray, sample_format: int, bits: int) -> np.ndarray:
+    """The values the TIFF stores: Pillow reads uint32 samples as int32 (3,000,000,000 wraps to a negative id)
+    and int8 samples as uint8 (-1 becomes 255); the bits are the same, so a view restores them."""
+    if sample_format == 1 and bits == 32 and a.dtype == np.int32:
+        return a.view(np.uint32)
+    if sample_format == 2 and bits == 8 and a.dtype == np.uint8:
+        return a.view(np.int8)
+    return a
+
+
 def _read_tiff_fallback(source) -> Decoded:
     import tifffile
 
@@ -95,11 +167,14 @@ def _read_tiff_fallback(source) -> Decoded:
         if hasattr(source, "seek"):
             source.seek(0)
         with tifffile.TiffFile(source if hasattr(source, "seek") else str(source)) as tif:
+            # a stack (ISBI-style volume) is judged by its first page, as the Pillow path does, and says so;
             # tifffile allocates the size the header claims before reading: check it first
-            shape = tif.series[0].shape if tif.series else ()
+            page = tif.pages.first
+            shape = tuple(page.shape)
             if int(np.prod(shape, dtype=np.int64)) > MAX_PIXELS * 4:
                 raise UnreadableFile(f"TIFF header claims shape {tuple(shape)}, above the size limit")
-            a = tif.asarray()
+            a = page.asarray()
+        pages = tiff_page_count(source)
     except UnreadableFile:
         raise
     except MemoryError:
@@ -112,7 +187,7 @@ def _read_tiff_fallback(source) -> Decoded:
         a = a[..., 0]
     if a.ndim not in (2, 3):
         raise UnreadableFile(f"TIFF of shape {a.shape}; expected one 2-D image")
-    return Decoded(np.asarray(a), "TIFF", str(a.dtype), _bits_for("", a.dtype))
+    return Decoded(np.asarray(a), "TIFF", str(a.dtype), _bits_for("", a.dtype), extra={"pages": pages} if pages > 1 else {})
 
 
 def read_file(path: str | Path) -> Decoded:
@@ -208,14 +283,16 @@ def _read_image(source, suffix: str) -> Decoded:
                 except Exception:
                     orientation = 1
                 mode = im.mode
+                sample_format = _tiff_sample_format(im) if fmt == "TIFF" else None
                 palette = None
                 if mode == "P":
                     pal = im.getpalette() or []
                     palette = tuple(tuple(pal[i : i + 3]) for i in range(0, min(len(pal), 768), 3))
                     if "transparency" in im.info and not isinstance(im.info["transparency"], int):
                         pass
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)
+                # a multi-frame file is judged by its first frame, the current one after open (n_frames would
+                # walk every frame: minutes for a 100,000-page TIFF); its pages are counted cheaply below
+                stacked = bool(getattr(im, "is_animated", False))
                 im.load()
                 if mode in ("PA",):
                     im = im.getchannel(0)
@@ -242,11 +319,17 @@ def _read_image(source, suffix: str) -> Decoded:
         elif "truncated" in msg.lower() or isinstance(exc, (OSError, SyntaxError)):
             msg = f"truncated or corrupt data ({msg})"
         raise UnreadableFile(msg) from None
+    if sample_format is not None:
+        a = _tiff_true_values(a, *sample_format)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or a.size == 0:
         raise UnreadableFile(f"decoded to shape {a.shape}; expected a 2-D image")
-    return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), palette=palette, exif_orientation=orientation)
+    extra = {}
+    pages = (tiff_page_count(source) if fmt == "TIFF" else 0) if stacked else 1  # 0: several frames, not counted
+    if pages != 1:
+        extra["pages"] = pages
+    return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), palette=palette, exif_orientation=orientation, extra=extra)
 
 
 def read_array(path: str | Path) -> np.ndarray:

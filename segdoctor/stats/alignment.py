@@ -124,13 +124,16 @@ def edge_map(gray: np.ndarray) -> np.ndarray:
     return fine.astype(np.float32, copy=False)
 
 
-def boundary_map(label: np.ndarray) -> np.ndarray:
-    """2-D label map -> (MAP_SIDE, MAP_SIDE) uint8: cells (of 4 per block) whose 4-neighbours hold another value."""
+def boundary_map(label: np.ndarray, *, ignore: np.ndarray | None = None) -> np.ndarray:
+    """2-D label map -> (MAP_SIDE, MAP_SIDE) uint8: cells (of 4 per block) whose 4-neighbours hold another value.
+    ``ignore`` (GRID x GRID bool) marks cells that hold no boundary whatever their neighbours."""
     m = nearest_resize(np.asarray(label), GRID, GRID)
     b = np.zeros(m.shape, dtype=np.uint8)
     # mark the pixel on either side of a class change, like the edge map's differences
     b[:, :-1] = m[:, 1:] != m[:, :-1]
     b[:-1, :] |= m[1:, :] != m[:-1, :]
+    if ignore is not None:
+        b[ignore] = 0
     return _pool2(b)
 
 
@@ -169,16 +172,72 @@ TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, bool]] = {
                        False),
 }
 
-def class_map_for_alignment(label: np.ndarray, info: dict) -> np.ndarray:
-    """A mask's label map with boundary artefacts snapped to region values (soft masks thresholded)."""
+#: ignore labels: 255 and 65535 above small class ids, -1 below ids from 0, and the Pascal VOC void colour
+#: (224, 224, 192) packed as r << 16 | g << 8 | b (colour masks are aligned on their packed colours)
+VOID_LABELS = (255, 65535, -1, (224 << 16) | (224 << 8) | 192)
+#: half-width, in GRID cells, of a void band that still stands for the boundary it covers (VOC draws void
+#: bands about 5 px wide across object outlines; 3 cells is 6-12 px of a 256-512 px image)
+VOID_BAND_CELLS = 3
+
+
+def void_label(values: np.ndarray, counts: np.ndarray) -> int | None:
+    """The mask's ignore label, by the rule of SD103 applied to one mask: a void candidate present beside at
+    least two classes, 255/65535 above ids below half of it, -1 below ids from 0 covering under half of the
+    pixels (a -1 that covers most of the mask is a background coded as -1, SD107), the VOC void colour beside
+    two colours. None otherwise."""
+    present = {int(v): int(c) for v, c in zip(np.asarray(values).tolist(), np.asarray(counts).tolist()) if c > 0}
+    total = sum(present.values())
+    for v in VOID_LABELS:
+        if v not in present:
+            continue
+        others = [u for u in present if u != v]
+        if len(others) < 2:
+            continue
+        if v == -1:
+            if min(others) >= 0 and present[v] < 0.5 * total:
+                return v
+        elif v == VOID_LABELS[3] or max(others) < v / 2:
+            return v
+    return None
+
+
+def fill_void(label: np.ndarray, void: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(GRID x GRID map whose void cells hold the label of the nearest labelled cell, cells deeper than
+    VOID_BAND_CELLS inside a void region or None).
+
+    A void band drawn across a boundary (Pascal VOC) has two outlines, each a few pixels off the edge it
+    covers: counted as boundaries, they miss the image's edges on small images (a correct pair looked
+    misaligned). Filled from both sides, the band holds one boundary along its middle, where the edge is. A
+    wide void region (an ignored car hood) holds no boundary: its filled middle is ignored."""
+    from scipy import ndimage
+
+    m = nearest_resize(np.asarray(label), GRID, GRID)
+    void_cells = m == void
+    if not void_cells.any() or void_cells.all():
+        return m, None
+    dist, (iy, ix) = ndimage.distance_transform_edt(void_cells, return_indices=True)
+    deep = dist > VOID_BAND_CELLS
+    return m[iy, ix], (deep if deep.any() else None)
+
+
+def class_map_for_alignment(label: np.ndarray, info: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """A mask's label map with boundary artefacts snapped to region values (soft masks thresholded) and void
+    bands filled (``fill_void``), and the GRID cells that hold no boundary (None: all may)."""
     if info.get("float_soft"):
-        return (np.asarray(label) >= 128).astype(np.uint8)
+        return (np.asarray(label) >= 128).astype(np.uint8), None
     v = info.get("values")
-    if v is not None and v["n_distinct"] > 2:
+    if v is None:
+        v = info.get("colours")  # colour masks: ``label`` holds the packed colours
+    void = void_label(v["values"], v["counts"]) if v is not None else None
+    if v is not None and v["n_distinct"] > 2 and "interior" in v and info.get("values") is not None:
         keep = region_values(v["values"], v["counts"], v["interior"])
+        if void is not None and void not in keep.tolist():
+            keep = np.sort(np.append(keep, void))  # a thin void band is void, not an artefact of a class
         if 0 < len(keep) < len(v["values"]):
-            return snap_to_values(np.asarray(label), keep)
-    return label
+            label = snap_to_values(np.asarray(label), keep)
+    if void is not None:
+        return fill_void(label, void)
+    return label, None
 
 
 #: stored edge maps are uint8 in steps of 1/EDGE_STEPS of the mean (values above 255/EDGE_STEPS = 8x the mean are
@@ -209,10 +268,9 @@ def alignment_maps(data, rec: dict) -> None:
         from segdoctor.stats.labels import pack_rgb
 
         label = pack_rgb(ma)
-    else:
-        label = class_map_for_alignment(label, info)
+    label, ignore = class_map_for_alignment(label, info)
     edges = edge_map(small_gray(data.image))
-    boundary = boundary_map(label)
+    boundary = boundary_map(label, ignore=ignore)
     rec["align"] = {
         "edges": quantise_edges(edges),
         "boundary": boundary,

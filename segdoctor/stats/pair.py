@@ -58,6 +58,8 @@ def image_info(dec: Decoded) -> Record:
         "dtype": str(a.dtype), "mode": dec.mode, "format": dec.format, "bits": dec.bits,
         "exif_orientation": dec.exif_orientation,
     }
+    if "pages" in dec.extra:  # a multi-page TIFF (or animated file): only its first page was read
+        info["pages"] = int(dec.extra["pages"])
     return info
 
 
