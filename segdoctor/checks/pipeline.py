@@ -56,6 +56,8 @@ MIN_SD305_SAMPLES = 16
 SCALE_RATIO = 8.0
 #: SD307: input scaling scores (Dice) that make another scaling clearly better
 MIN_BEST_DICE, MIN_DICE_GAIN, DICE_RATIO = 0.3, 0.1, 1.5
+#: SD307: under that scaling the model must be trained: its loss at most this share of a constant prior prediction's
+TRAINED_LOSS_RATIO = 0.5
 
 
 @dataclass
@@ -910,7 +912,8 @@ class PipelineModelInput(Check):
     channel count (error); a ``Rescaling`` layer with scale <= 1/100 and batches already within [0, 1]
     (error); Dice of the model on the first batches under the input scalings x, x/255, 255x, 2x-1, (x+1)/2
     (those that apply to the batches' range): another scaling reaches >= 0.3, beats the batches' own by
-    >= 0.1 and by 1.5x (warning, as SD507).
+    >= 0.1 and by 1.5x, and under it the compiled loss is at most half the loss of a constant class-prior
+    prediction (a trained model: an untrained one's Dice under a scaling is chance) (warning, as SD507).
     """
 
     code = "SD307"
@@ -968,7 +971,13 @@ class PipelineModelInput(Check):
         cur = dice.get("as is")
         if cur is not None and len(dice) > 1:
             best = max(dice, key=lambda k: dice[k])
-            if best != "as is" and dice[best] >= MIN_BEST_DICE and dice[best] >= cur + MIN_DICE_GAIN and dice[best] >= DICE_RATIO * cur:
+            prior = probe.loss_values.get("prior")
+            best_loss = probe.scaling_loss.get(best)
+            # an untrained model's Dice under a scaling is chance (a random 1x1 head can threshold bright blobs): only
+            # a model that is trained under that scaling (loss far below the class prior's) says which one it expects
+            trained = prior is not None and best_loss is not None and 0 < prior and best_loss <= TRAINED_LOSS_RATIO * prior
+            if (trained and best != "as is" and dice[best] >= MIN_BEST_DICE and dice[best] >= cur + MIN_DICE_GAIN
+                    and dice[best] >= DICE_RATIO * cur):
                 yield self.finding(
                     title=(f"The model {probe.name!r} scores mean Dice {dice[best]:.2f} on the batches scaled as {best} but "
                            f"{cur:.2f} on them as the pipeline yields them: it was trained with another input scaling"),

@@ -66,9 +66,11 @@ _SNIPPETS: dict[str, dict[str, str]] = {
                     "masks = [Path(mask_dir) / p.name for p in images]  # pair by name, not by two separate listings\n"
                     "ds = tf.data.Dataset.from_tensor_slices(([str(p) for p in images], [str(p) for p in masks]))\n"
                     "ds = ds.shuffle(len(images))  # shuffle pairs, after zipping, never each list on its own"),
-        "ImageDataGenerator": ("# both flows: the same file order, shuffle and seed (or one flow over stacked arrays)\n"
-                               "image_flow = image_datagen.flow_from_directory(image_dir, class_mode=None, shuffle=True, seed=1)\n"
-                               "mask_flow = mask_datagen.flow_from_directory(mask_dir, class_mode=None, shuffle=True, seed=1)"),
+        "ImageDataGenerator": ("# one seed, one shuffle and one batch size for both flows, over arrays in the same order\n"
+                               "image_flow = ImageDataGenerator(rescale=1 / 255, **aug_args).flow(X, batch_size=8, shuffle=True, seed=1)\n"
+                               "mask_flow = ImageDataGenerator(**aug_args, interpolation_order=0).flow(Y, batch_size=8, shuffle=True, seed=1)\n"
+                               "# from folders: flow_from_directory(..., class_mode=None, shuffle=True, seed=1) for both,\n"
+                               "# with the same file names in both folders"),
         "python": ("images = sorted(Path(image_dir).glob(\"*.png\"))\n"
                    "pairs = [(p, Path(mask_dir) / p.name) for p in images]  # pair by name\n"
                    "random.shuffle(pairs)  # shuffle the pairs, never the two lists separately"),

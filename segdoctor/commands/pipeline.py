@@ -439,7 +439,12 @@ def _files_rows(pctx: Any) -> list[tuple[str, str, str, str]]:
     elif t.smoothing:
         change = "label smoothing (soft targets by design)"
     elif t.value_set() != fv:
-        change = "different values"
+        f_vals = set(files.labels.class_values)
+        b_vals = set(t.values)
+        if len(f_vals) == 2 and 0 in f_vals and b_vals <= {0.0, 1.0} and max(f_vals) > 1:
+            change = f"binarised ({max(f_vals)} -> 1)"
+        else:
+            change = "different values"
     rows.append(("mask values", fv, t.value_set(), change))
     f_fg, b_fg = foreground_shares(files.records), src.foreground
     if len(f_fg) and len(b_fg):

@@ -608,17 +608,27 @@ def pull_batches(source: Any, *, label: str, batches: int | None, on_batch: Call
                 continue
         return False
 
+    state = {"loaded": False, "batch": 0}
+
+    def guarded() -> None:
+        try:
+            work()
+        except _Abandoned:
+            pass
+
     def work() -> None:
         try:
             obj = import_spec(spec) if spec is not None else source
             if spec is not None:
                 obj = call_named(obj, label)
             kind, iterator = open_batches(obj, label)
+            state["loaded"] = True
             if not put(("kind", kind)):
                 return
             planned = batches
             i = 0
             while planned is None or i < planned:
+                state["batch"] = i
                 try:
                     raw = next(iterator)
                 except StopIteration:
@@ -641,7 +651,7 @@ def pull_batches(source: Any, *, label: str, batches: int | None, on_batch: Call
         except _Abandoned:
             return
         except BaseException as exc:  # the user's code failing while it yields a batch is an input error
-            where = f"at batch {result.batches}" if result.kind else "while loading"
+            where = f"at batch {state['batch']}" if state["loaded"] else "while loading"
             put(("error", PipelineError(f"{label}: the pipeline raised {type(exc).__name__} {where}: {_first_line(exc)}.")))
 
     from segdoctor.io.model import quiet_tensorflow
@@ -652,7 +662,7 @@ def pull_batches(source: Any, *, label: str, batches: int | None, on_batch: Call
     deadline = start + time_limit
     error: PipelineError | None = None
     with user_code_environment(folder), capture:
-        worker = threading.Thread(target=work, name="segdoctor-pipeline", daemon=True)
+        worker = threading.Thread(target=guarded, name="segdoctor-pipeline", daemon=True)
         worker.start()
         try:
             while True:
@@ -692,9 +702,13 @@ def pull_batches(source: Any, *, label: str, batches: int | None, on_batch: Call
                     break
         finally:
             stop.set()
-            worker.join(timeout=0.5)
-            if worker.is_alive():
-                _abandon(worker)
+            if result.timed_out or error is None and not result.batches:
+                # the worker is stuck in the user's code (or the reading was interrupted): stop it if it is looping
+                worker.join(timeout=0.5)
+                if worker.is_alive():
+                    _abandon(worker)
+            else:
+                worker.join(timeout=5.0)  # it has finished, or will at its next put (closing a tf.data iterator)
     result.printed = capture.lines[-KEPT_OUTPUT_LINES:]
     result.printed_count = len(capture.lines)
     if capture.lines:

@@ -43,6 +43,7 @@ class ModelProbe:
     loss_error: str | None = None
     perfect: str = ""  # how the perfect prediction was built
     scaling_dice: dict[str, float] = field(default_factory=dict)
+    scaling_loss: dict[str, float] = field(default_factory=dict)  # the compiled loss under each input scaling
     input_rescaling: float | None = None  # the scale of a Rescaling layer at the model's input
 
     @property
@@ -194,6 +195,7 @@ def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), u
     probe.output_batch_shape = tuple(y_pred.shape)
     # the Dice the model reaches under each input scaling (only meaningful for a trained model)
     true_fg = _foreground(y)
+    predictions = {}
     for name in SCALINGS:
         xs = _scaled(xin, name)
         if xs is None:
@@ -202,6 +204,7 @@ def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), u
             p = y_pred if name == "as is" else np.asarray(keras.ops.convert_to_numpy(m(xs, training=False)))
         except Exception:
             continue
+        predictions[name] = p
         probe.scaling_dice[name] = _dice(_predicted_foreground(p, logits), true_fg)
     # the compiled loss at the perfect prediction against other predictions
     if not probe.compiled:
@@ -229,10 +232,13 @@ def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), u
                                 f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
             return probe
         probe.loss_values[name] = value
-    try:
-        probe.loss_values["model"] = float(keras.ops.convert_to_numpy(m.compute_loss(x=xin, y=y_true, y_pred=y_pred)))
-    except Exception:
-        pass
+    for name, p in predictions.items():
+        try:
+            probe.scaling_loss[name] = float(keras.ops.convert_to_numpy(m.compute_loss(x=xin, y=y_true, y_pred=p)))
+        except Exception:
+            continue
+    if "as is" in probe.scaling_loss:
+        probe.loss_values["model"] = probe.scaling_loss["as is"]
     return probe
 
 

@@ -51,7 +51,11 @@ ROW_TOLERANCE = 1e-3
 #: a label-smoothed binary target {a, 1 - a} has a at most this
 MAX_SMOOTHING = 0.3
 #: a region value times the divisor must be this close to an integer for the target to count as rescaled ids
-RESCALE_TOLERANCE = 2e-3
+#: (float32 keeps k / 65535 to about 0.004 of an id)
+RESCALE_TOLERANCE = 0.01
+#: fractional values on at most this share of a sparse target's pixels are interpolation (a band along the
+#: boundaries); beyond it the target is continuous (probabilities, blurred labels)
+INTERPOLATED_MAX_SHARE = 0.5
 #: float image kinds of the pipeline calibration (see ``finalise_image_kinds``); FAMILY in checks/images maps them
 FLOAT_STANDARDISED = "float standardised"
 FLOAT_8BIT = "float 8-bit scale"
@@ -168,21 +172,42 @@ def calibrate_sparse(a: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     fractional = a != rounded
     if not fractional.any():
         return _to_small_int(rounded)
-    info["fractional_share"] = round(float(fractional.mean()), 6)
-    vs = value_stats(a)
-    if vs.n_distinct > 256:
-        # continuous values (soft masks, probabilities, blurred labels): judged as the classes they threshold to
-        info["soft"] = "continuous"
-        lo, hi = float(a.min()), float(a.max())
-        return (a >= (0.5 if lo >= 0 and hi <= 1 else (lo + hi) / 2)).astype(np.uint8)
-    region = vs.values[(vs.counts > 0) & (vs.interior >= CLASS_INTERIOR_RATIO * np.maximum(vs.counts, 1))]
-    region_fractional = region[region != np.rint(region)]
-    if region_fractional.size == 0:
-        # fractional values only between the classes (a bilinear resize or warp): the classes are the region values,
-        # the in-between values are the defect (SD106), recorded as such. The file scan quantises soft masks to 8
-        # bits, which would turn {0, 1} into {0, 255} and misreport the encoding (SD101)
+    share = float(fractional.mean())
+    info["fractional_share"] = round(share, 6)
+    if _fractional_regions(a, fractional):
+        vs = value_stats(a)
+        region = vs.values[(vs.counts > 0) & (vs.interior >= CLASS_INTERIOR_RATIO * np.maximum(vs.counts, 1))]
+        if vs.n_distinct <= 256 and np.any(region != np.rint(region)):
+            calibrated = _fractional_classes(a, region, info)
+            if calibrated is not None:
+                return calibrated
+    if share <= INTERPOLATED_MAX_SHARE:
+        # fractional values in a band between the classes (a bilinear resize or warp): the classes are the integral
+        # values, the in-between values are the defect (SD106), recorded as such. The file scan quantises soft masks
+        # to 8 bits, which would turn {0, 1} into {0, 255} and misreport the encoding (SD101)
         info["soft"] = "interpolated"
-        return _to_small_int(snap_to_values(a, region)) if region.size else a
+        classes = np.unique(rounded[~fractional])
+        return _to_small_int(snap_to_values(a, classes)) if 0 < classes.size <= 256 else a
+    # continuous values (soft masks, probabilities, blurred labels): judged as the classes they threshold to
+    info["soft"] = "continuous"
+    lo, hi = float(a.min()), float(a.max())
+    return (a >= (0.5 if lo >= 0 and hi <= 1 else (lo + hi) / 2)).astype(np.uint8)
+
+
+def _fractional_regions(a: np.ndarray, fractional: np.ndarray) -> bool:
+    """Do fractional values fill regions (pixels equal to their four neighbours), as class values do? A cheap
+    pre-test: the per-value statistics (a sort of every pixel) run only when they do."""
+    if a.shape[0] < 3 or a.shape[1] < 3:
+        return True
+    c = a[1:-1, 1:-1]
+    inner = (c == a[:-2, 1:-1]) & (c == a[2:, 1:-1]) & (c == a[1:-1, :-2]) & (c == a[1:-1, 2:])
+    inner &= fractional[1:-1, 1:-1]
+    return int(inner.sum()) >= CLASS_INTERIOR_RATIO * int(fractional.sum())
+
+
+def _fractional_classes(a: np.ndarray, region: np.ndarray, info: dict[str, Any]) -> np.ndarray | None:
+    """Targets whose region-filling values are fractional: label smoothing, or class ids divided by a constant
+    (the ids come back, the divisor goes into ``info``); None for anything else."""
     eps = _smoothing_of(region, 2)
     if eps is not None:
         info["smoothing"] = eps
@@ -194,15 +219,21 @@ def calibrate_sparse(a: np.ndarray, info: dict[str, Any]) -> np.ndarray:
             if divisor <= 1.5:
                 continue
             scaled = region * divisor
-            if np.all(np.abs(scaled - np.rint(scaled)) <= RESCALE_TOLERANCE * np.maximum(1.0, scaled)):
+            if np.all(np.abs(scaled - np.rint(scaled)) <= RESCALE_TOLERANCE):
                 info["rescaled"] = divisor
                 info["rescaled_ids"] = sorted({int(v) for v in np.rint(scaled)})
                 ids = a * divisor
                 r = np.rint(ids)
                 # ids that only the float representation moved off an integer come back exactly
-                ids = np.where(np.abs(ids - r) <= RESCALE_TOLERANCE * np.maximum(1.0, r), r, ids)
-                return _to_small_int(ids) if np.all(ids == np.rint(ids)) else ids.astype(np.float32)
-    return a
+                ids = np.where(np.abs(ids - r) <= RESCALE_TOLERANCE, r, ids)
+                if np.all(ids == np.rint(ids)):
+                    return _to_small_int(ids)
+                # ids divided and also interpolated: the ids' classes, with the in-between values recorded (SD106)
+                info["soft"] = "interpolated"
+                frac = ids != np.rint(ids)
+                info["fractional_share"] = round(float(frac.mean()), 6)
+                return _to_small_int(snap_to_values(ids, np.unique(np.rint(ids[~frac])))) if (~frac).any() else None
+    return None
 
 
 def calibrate_target(t: np.ndarray, layout: str, info: dict[str, Any]) -> np.ndarray | None:
