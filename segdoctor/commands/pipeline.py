@@ -24,7 +24,8 @@ from segdoctor.checks._common import of
 from segdoctor.checks.pipeline_fixes import pipeline_snippet
 from segdoctor.errors import UsageError
 from segdoctor.findings import Figure, Finding, Section, Severity, Table
-from segdoctor.io.pipeline import DEFAULT_TIME_LIMIT, KEPT_BATCHES, describe_object, pull_batches, spec_file
+from segdoctor.io.pipeline import DEFAULT_TIME_LIMIT, KEPT_BATCHES, pull_batches, spec_file
+from segdoctor.io.pipeline_batches import describe_object
 from segdoctor.report.model import Report
 from segdoctor.runner import CheckStatus
 
@@ -143,7 +144,7 @@ def check_pipeline(
     (to say what the loader changed), ``model`` a Keras model or model file, ``batches`` the number of batches
     to read (default: enough for 64 samples). A generator passed as an object is consumed by the batches read.
     """
-    from segdoctor.checks.pipeline import PipelineContext
+    from segdoctor.checks.pipeline_context import PipelineContext
     from segdoctor.context import DataOptions
     from segdoctor.registry import select_checks
     from segdoctor.runner import run_checks
@@ -216,7 +217,7 @@ def check_pipeline(
 
 
 def _read(source: Any, split: str, batches, time_limit, progress, options, *, keep: int):
-    from segdoctor.checks.pipeline import PipelineSource
+    from segdoctor.checks.pipeline_context import PipelineSource
     from segdoctor.context import DataContext
     from segdoctor.stats.pipeline import BatchRecorder
 
@@ -254,7 +255,7 @@ def _sample_of(path_text: str) -> str:
 def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding:
     """A file check's finding on the batches, re-titled to say that it comes from the pipeline, with the samples it
     names, thumbnails instead of file figures, the loader-side fix, and (with --data) whether the files share it."""
-    from segdoctor.checks.pipeline import sample_figure
+    from segdoctor.checks.pipeline_context import sample_figure
 
     samples = list(dict.fromkeys(_sample_of(p) for p in f.files))
     index = {sid: i for i, sid in enumerate(src.ids)}
@@ -349,7 +350,7 @@ def _offending(findings: list[Finding], src: Any) -> list[tuple[str, list[str]]]
 
 
 def _grid(src: Any, findings: list[Finding]) -> Figure | None:
-    from segdoctor.checks.pipeline import sample_figure
+    from segdoctor.checks.pipeline_context import sample_figure
 
     index = {sid: i for i, sid in enumerate(src.ids)}
     offending = _offending(findings, src)
@@ -373,7 +374,7 @@ def _grid(src: Any, findings: list[Finding]) -> Figure | None:
 
 
 def _target_figure(src: Any) -> Figure | None:
-    from segdoctor.stats.pipeline import target_histogram
+    from segdoctor.stats.pipeline_summary import target_histogram
 
     t = src.targets
     if not t.continuous and t.values and len(t.values) <= 24:
@@ -420,8 +421,8 @@ def _overview(src: Any, pull: Any | None = None) -> Section:
 
 def _files_rows(pctx: Any) -> list[tuple[str, str, str, str]]:
     """(property, files, batches, what the loader changed) for --data."""
-    from segdoctor.checks.pipeline import files_value_set
-    from segdoctor.stats.pipeline import foreground_shares, image_summary
+    from segdoctor.checks.pipeline_context import files_value_set
+    from segdoctor.stats.pipeline_summary import foreground_shares, image_summary
 
     files, src = pctx.files, pctx.train
     t, s = src.targets, src.images
@@ -481,7 +482,7 @@ def _files_rows(pctx: Any) -> list[tuple[str, str, str, str]]:
 
 
 def pipeline_sections(pctx: Any, findings: list[Finding], files_report: Report | None) -> list[Section]:
-    from segdoctor.checks.pipeline import alignment_figure
+    from segdoctor.checks.pipeline_context import alignment_figure
 
     out = []
     for src in pctx.sources:
