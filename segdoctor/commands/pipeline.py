@@ -223,8 +223,9 @@ def _read(source: Any, split: str, batches, time_limit, progress, options, *, ke
 
     label = _label(source, split)
     recorder = BatchRecorder(split)
+    report_progress = None if progress is None else (lambda done, total, _label: progress(done, total, f"{split} batches"))
     pull = pull_batches(source, label=label, batches=batches, on_batch=recorder.add, time_limit=time_limit,
-                        progress=progress, keep=keep)
+                        progress=report_progress, keep=keep)
     recorder.finalise()
     ctx = DataContext(recorder.dataset(pull.kind), recorder.records, options)
     src = PipelineSource(split=split, label=label, kind=pull.kind, ctx=ctx, ids=recorder.ids, thumbs=recorder.thumbs,
@@ -379,9 +380,11 @@ def _target_figure(src: Any) -> Figure | None:
     t = src.targets
     if not t.continuous and t.values and len(t.values) <= 24:
         vals = sorted(t.values)
+        counts = [t.values[v] for v in vals]
+        wide = max(counts) > 50 * max(min(counts), 1)
         return Figure("bar", f"Target values in the {src.split} batches (pixels per value)",
-                      {"labels": [f"{v:.4g}" for v in vals], "values": [t.values[v] for v in vals],
-                       "ylabel": "pixels (log, strided count)", "log": True},
+                      {"labels": [f"{v:.4g}" for v in vals], "values": counts,
+                       "ylabel": "pixels (log)" if wide else "pixels", "log": wide},
                       caption="The values the loss receives, as the pipeline yields them (before any calibration).")
     hist = target_histogram(src.records)
     if hist is None:
@@ -473,7 +476,7 @@ def _files_rows(pctx: Any) -> list[tuple[str, str, str, str]]:
         b_sizes = ", ".join(f"{h}x{w}" for (h, w), _ in s.sizes.most_common(2))
         rows.append(("image size", f_sizes, b_sizes, "unchanged" if set(fs.sizes) == set(s.sizes) else "resized or cropped"))
         rows.append(("image channels", ", ".join(map(str, sorted(fs.channels))), ", ".join(map(str, sorted(s.channels))),
-                     "unchanged" if set(fs.channels) == set(s.channels) else "changed"))
+                     "unchanged" if set(fs.channels) == set(s.channels) else "decoded with another channel count"))
     if pctx.files_signal is not None and src.pair_study is not None:
         rows.append(("image/mask alignment (median z)", f"{pctx.files_signal:.1f}", f"{np.nanmedian(src.pair_study.z_own):.1f}",
                      "masks no longer fit their images (SD301)" if np.nanmedian(src.pair_study.z_own) < 0.5 * pctx.files_signal

@@ -23,9 +23,9 @@ def overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
 def _samples(figure: Figure) -> bytes:
     plt = _plt()
     items = list(figure.data["items"])
-    height = 2.4 * len(items) + 0.5
+    height = 2.4 * len(items) + 0.8
     fig, axes = plt.subplots(len(items), 3, figsize=(7.5, height), squeeze=False)
-    fig.subplots_adjust(top=1 - 0.55 / height, bottom=0.2 / height, hspace=0.3, wspace=0.05)
+    fig.subplots_adjust(top=1 - 0.8 / height, bottom=0.2 / height, hspace=0.3, wspace=0.05)
     for row, item in enumerate(items):
         image, label = item["image"], item.get("label")
         if label is not None and label.ndim == 3 and label.shape[2] > 4:
@@ -44,5 +44,5 @@ def _samples(figure: Figure) -> bytes:
                 ax.set_title(title)
         axes[row][0].text(0, -0.04, str(item.get("caption", ""))[:80], transform=axes[row][0].transAxes,
                           va="top", fontsize=7)
-    fig.suptitle(figure.title)
+    fig.suptitle(figure.title, y=1 - 0.12 / height)
     return _save(fig)

@@ -48,7 +48,7 @@ class TargetSummary:
     def value_set(self, limit: int = 8) -> str:
         """The raw target values as a short set, e.g. '{0, 0.003922}'."""
         if self.continuous or not self.values:
-            return f"[{self.vmin:.4g}, {self.vmax:.4g}] (continuous)"
+            return f"{self.vmin:.4g} to {self.vmax:.4g} (many distinct values)"
         vals = sorted(self.values)
         shown = ", ".join(f"{v:.4g}" for v in vals[:limit])
         return "{" + shown + (", …" if len(vals) > limit else "") + "}"
