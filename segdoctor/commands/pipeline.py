@@ -22,7 +22,7 @@ import numpy as np
 
 from segdoctor.checks._common import of
 from segdoctor.checks.pipeline_fixes import pipeline_snippet
-from segdoctor.errors import UsageError
+from segdoctor.errors import PipelineError, UsageError
 from segdoctor.findings import Figure, Finding, Section, Severity, Table
 from segdoctor.io.pipeline import DEFAULT_TIME_LIMIT, KEPT_BATCHES, pull_batches, spec_file
 from segdoctor.io.pipeline_batches import describe_object
@@ -106,7 +106,15 @@ def _label(source: Any, split: str) -> str:
     return f"{split} {describe_object(source)}"
 
 
-def _validate(num_classes, batches, time_limit, data, model) -> None:
+def _validate(train, val, num_classes, batches, time_limit, data, model) -> None:
+    from segdoctor.io.pipeline import parse_spec
+
+    for flag, source in (("PIPELINE", train), ("--val", val)):
+        if isinstance(source, str):  # a malformed spec or a missing file fails before anything runs
+            spec = parse_spec(source, flag)
+            if spec.path is not None and not spec.path.is_file():
+                raise PipelineError(f"{spec.text}: no such file {str(spec.path)!r}; expected a Python file defining "
+                                    f"{spec.attr}().")
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"--num-classes {num_classes}: expected a positive number of classes (2 for binary masks).")
     if batches is not None and batches < 1:
@@ -149,7 +157,7 @@ def check_pipeline(
     from segdoctor.registry import select_checks
     from segdoctor.runner import run_checks
 
-    _validate(num_classes, batches, time_limit, data, model)
+    _validate(train, val, num_classes, batches, time_limit, data, model)
     chosen = select_checks(["data", "pipeline"], select, ignore)
     data_checks = [c for c in chosen if c.scope == "data" and c.code in PIPELINE_DATA_CHECKS]
     pipeline_checks = [c for c in chosen if c.scope == "pipeline"]
@@ -158,18 +166,20 @@ def check_pipeline(
                          f"({', '.join(sorted(PIPELINE_DATA_CHECKS))} and SD3xx).")
     want_model = model is not None and any(c.code in ("SD303", "SD307") for c in pipeline_checks)
     options = DataOptions(num_classes=num_classes)
-    train_src, train_pull = _read(train, "train", batches, time_limit, progress, options,
-                                  keep=KEPT_BATCHES if want_model else 0)
-    val_src = val_pull = None
-    if val is not None:
-        val_src, val_pull = _read(val, "val", batches, time_limit, progress, options, keep=0)
     files_report = None
     if data is not None:
+        # the files first: a dataset that cannot be found fails before the (slower) pipeline runs, and the scan's
+        # worker processes fork before the pipeline may have loaded TensorFlow
         from segdoctor.commands.data import check_data
 
         files_select = sorted({c.code for c in data_checks} | {"SD251"})
         files_report = check_data(data, images=images, masks=masks, mask_pattern=mask_pattern, num_classes=num_classes,
                                   select=files_select, sample=FILE_SAMPLE, progress=progress)
+    train_src, train_pull = _read(train, "train", batches, time_limit, progress, options,
+                                  keep=KEPT_BATCHES if want_model else 0)
+    val_src = val_pull = None
+    if val is not None:
+        val_src, val_pull = _read(val, "val", batches, time_limit, progress, options, keep=0)
     probe = None
     if want_model:
         from segdoctor.io.pipeline_model import probe_model
