@@ -73,19 +73,20 @@ def make_pipeline(root: Path, batch: int):
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(2)
 
 
-def baseline(root: Path, batches: int, batch: int) -> float:
-    start = time.perf_counter()
+def baseline(root: Path, batches: int, batch: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process, all threads)."""
+    start, cpu = time.perf_counter(), time.process_time()
     for x, y in make_pipeline(root, batch).take(batches):
         x.numpy(), y.numpy()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def check(root: Path, batches: int, batch: int) -> tuple[float, dict]:
+def check(root: Path, batches: int, batch: int) -> tuple[float, float, dict]:
     from segdoctor.commands.pipeline import check_pipeline
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = check_pipeline(make_pipeline(root, batch), batches=batches)
-    return time.perf_counter() - start, report.facts
+    return time.perf_counter() - start, time.process_time() - cpu, report.facts
 
 
 def main() -> None:
@@ -109,13 +110,17 @@ def main() -> None:
     import_keras()  # TensorFlow loaded once, outside the timings
     baseline(root, args.batches, args.batch_size)
     check(root, args.batches, args.batch_size)
-    base_t, check_t, split = [], [], []
+    base_t, check_t, base_cpu, check_cpu, split = [], [], [], [], []
     for _ in range(args.repeat):
-        base_t.append(baseline(root, args.batches, args.batch_size))
-        seconds, facts = check(root, args.batches, args.batch_size)
+        seconds, cpu = baseline(root, args.batches, args.batch_size)
+        base_t.append(seconds)
+        base_cpu.append(cpu)
+        seconds, cpu, facts = check(root, args.batches, args.batch_size)
         check_t.append(seconds)
+        check_cpu.append(cpu)
         split.append((facts["train_pipeline_seconds"], facts["train_analysis_seconds"]))
     b, c = statistics.median(base_t), statistics.median(check_t)
+    bc, cc = statistics.median(base_cpu), statistics.median(check_cpu)
     n = args.batches * args.batch_size
     side = int(np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(next((root / "images").glob("*.png")))).shape[0])
     print(f"{n} samples of {SIZE}x{SIZE} (from {side}x{side} PNG files) in {args.batches} batches, "
@@ -124,6 +129,8 @@ def main() -> None:
     print(f"check_pipeline : {c:.3f} s (waiting for batches {statistics.median(s[0] for s in split):.3f} s, "
           f"per-sample statistics {statistics.median(s[1] for s in split):.3f} s, the rest checks and report)")
     print(f"ratio          : {c / b:.2f}  (overhead {100 * (c / b - 1):+.0f}%; target <= +25%)")
+    print(f"CPU time       : pipeline {bc:.3f} s, check_pipeline {cc:.3f} s, ratio {cc / bc:.2f} (all threads; steadier "
+          "than wall time when other jobs share the cores)")
     if tmp is not None:
         tmp.cleanup()
 

@@ -330,3 +330,18 @@ def test_report_onto_the_pipeline_file_is_refused(tmp_path, capsys):
     data.mkdir()
     rc, _, err = _run(["check-pipeline", f"{path}:make", "--data", str(data), "--report", str(data / "r.html")], capsys)
     assert rc == 2
+
+
+def test_multi_output_targets_use_the_first_output():
+    x, y = blob_arrays(16)
+    xf = x.astype(np.float32) / 255
+    report = check_pipeline(iter([(xf[:8], [y[:8], y[:8]]), (xf[8:], [y[8:], y[8:]])]))
+    assert report.facts["train_samples"] == 16
+    assert any("several model inputs or outputs" in n for n in report.notes)
+
+
+def test_lists_of_samples_are_stacked_as_batches():
+    x, y = blob_arrays(8)
+    xf = x.astype(np.float32) / 255
+    report = check_pipeline(iter([(list(xf), list(y))]))
+    assert report.facts["train_samples"] == 8 and not any("several" in n for n in report.notes)

@@ -189,8 +189,25 @@ def _pick(d: dict, keys: tuple[str, ...]) -> Any:
     return None
 
 
-def _single(value: Any, label: str, what: str, notes: list[str]) -> Any:
-    """A dict of model inputs/outputs by name: the one entry, or the first image-like one (noted)."""
+def _several(value: Any, batch_size: int | None) -> bool:
+    """A list of whole batches (a multi-input or multi-output model: ``(x, [y_main, y_aux])``), not a list of samples:
+    inputs are batches of images (4-D); targets each hold one row per image of the batch."""
+    if not isinstance(value, (list, tuple)) or not value or len(value) > 8:
+        return False
+    shapes = [tuple(getattr(v, "shape", ())) for v in value]
+    if not all(shapes):
+        return False
+    if batch_size is None:
+        return all(len(sh) >= 4 for sh in shapes)
+    return len(value) != batch_size and all(sh[0] == batch_size for sh in shapes)
+
+
+def _single(value: Any, label: str, what: str, notes: list[str], batch_size: int | None = None) -> Any:
+    """A dict (or list) of model inputs/outputs: the one entry, or the first image-like one (noted)."""
+    if _several(value, batch_size):
+        if len(value) > 1:
+            notes.append(f"{what} is a list of {len(value)} arrays (several model inputs or outputs); the first was analysed")
+        return value[0]
     if not isinstance(value, dict):
         return value
     if not value:
@@ -233,10 +250,10 @@ def normalise_batch(raw: Any, index: int, label: str) -> Batch:
     x = _to_numpy(_single(parts[0], label, "x", notes), label, "x (the images)")
     if parts[1] is None:
         raise PipelineError(f"{label}: batch {index} has no targets (y is None); expected (x, y) batches with masks.")
-    y = _to_numpy(_single(parts[1], label, "y", notes), label, "y (the targets)")
+    y = _to_numpy(_single(parts[1], label, "y", notes, len(x)), label, "y (the targets)")
     w = None
     if len(parts) == 3 and parts[2] is not None:
-        w = _to_numpy(_single(parts[2], label, "sample_weight", notes), label, "the sample weights")
+        w = _to_numpy(_single(parts[2], label, "sample_weight", notes, len(x)), label, "the sample weights")
     x, y, w = _check_shapes(x, y, w, index, label, notes)
     return Batch(index, x, y, w, tuple(notes))
 
