@@ -82,6 +82,7 @@ def codes(report) -> set[str]:
 
 
 def finding(report, code: str):
+    assert not [c for c in report.checks if c.status == "crashed"], [c.message for c in report.checks]
     found = [f for f in report.findings if f.code == code]
     assert found, f"{code} not in {sorted(codes(report))}: {[f.title for f in report.findings]}"
     return found[0]

@@ -35,6 +35,7 @@ def files255(tmp_path_factory, blobs):
 def clean(report):
     found = codes(report) & DEFECTS
     assert not found, [f.title for f in report.findings]
+    assert not [c for c in report.checks if c.status == "crashed"], [c.message for c in report.checks]
 
 
 def tfmod():

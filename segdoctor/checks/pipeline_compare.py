@@ -173,7 +173,8 @@ class PipelineModelInput(Check):
         src = ctx.train
         spec = probe.spec
         s = src.images
-        ev: dict[str, Any] = {"pipeline": src.label, "model": probe.name, "model_input_shape": str(spec.input_shape)}
+        ev: dict[str, Any] = {"pipeline": src.label, "model": probe.name, "model_input_shape": str(spec.input_shape),
+                              "model_input_dtype": probe.input_dtype, "batch_dtype": probe.batch_x_dtype}
         want = spec.input_shape
         sizes = sorted(s.sizes)
         channels = sorted(s.channels)

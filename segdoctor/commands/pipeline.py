@@ -518,7 +518,7 @@ def pipeline_sections(pctx: Any, findings: list[Finding], files_report: Report |
     probe = pctx.model
     if probe is not None:
         spec = probe.spec
-        rows = [("input", f"{spec.input_shape}", f"batches {probe.batch_x_shape} {probe.batch_x_dtype}"),
+        rows = [("input", f"{spec.input_shape} {probe.input_dtype}", f"batches {probe.batch_x_shape} {probe.batch_x_dtype}"),
                 ("output", f"{spec.output_shape} {spec.head_activation}", f"targets {probe.batch_y_shape}"),
                 ("loss", spec.loss.name if spec.loss else "none", probe.perfect or (probe.loss_error or ""))]
         for k, v in probe.loss_values.items():

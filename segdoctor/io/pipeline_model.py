@@ -45,6 +45,7 @@ class ModelProbe:
     scaling_dice: dict[str, float] = field(default_factory=dict)
     scaling_loss: dict[str, float] = field(default_factory=dict)  # the compiled loss under each input scaling
     input_rescaling: float | None = None  # the scale of a Rescaling layer at the model's input
+    input_dtype: str = ""
 
     @property
     def out_channels(self) -> int:
@@ -176,6 +177,10 @@ def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), u
     probe = ModelProbe(name=str(getattr(m, "name", "model")), spec=spec,
                        compiled=getattr(m, "_compile_loss", None) is not None, notes=list(loaded.notes))
     probe.input_rescaling = _rescaling_scale(m)
+    try:
+        probe.input_dtype = str(getattr(m.inputs[0], "dtype", "") or "")
+    except Exception:
+        probe.input_dtype = ""
     if not batches:
         return probe
     x = np.concatenate([b.x for b in batches])[:PROBE_SAMPLES]
