@@ -11,7 +11,7 @@ from segdoctor.commands.pipeline import check_pipeline
 from segdoctor.findings import Severity
 
 #: codes a clean pipeline of blob data must not raise
-DEFECTS = {"SD101", "SD102", "SD104", "SD106", "SD107", "SD108", "SD201", "SD202", "SD301", "SD302", "SD303", "SD304",
+DEFECTS = {"SD101", "SD102", "SD103", "SD104", "SD105", "SD106", "SD107", "SD108", "SD201", "SD202", "SD301", "SD302", "SD303", "SD304",
            "SD305", "SD306", "SD307", "SD004"}
 
 

@@ -79,3 +79,21 @@ def test_membranes_with_mis_sorted_masks(setup):
     report = check_pipeline(membranes(tf, root, "missorted"), data=root)
     f = finding(report, "SD301")
     assert f.evidence["samples_affected"] >= 0.6 * f.evidence["samples_studied"]
+
+
+def test_kvasir_jpeg_masks_decoded_as_they_are():
+    tf = pytest.importorskip("tensorflow")
+    root = realdata_path("kvasir_seg_jpeg", "Kvasir-SEG")
+    images = sorted(str(p) for p in (root / "images").glob("*.jpg"))
+    masks = [str(root / "masks" / p.split("/")[-1]) for p in images]
+
+    def load(i, m, binarise):
+        x = tf.image.resize(tf.cast(tf.io.decode_jpeg(tf.io.read_file(i), channels=3), tf.float32) / 255.0, SIZE)
+        y = tf.image.resize(tf.io.decode_jpeg(tf.io.read_file(m), channels=1), SIZE, method="nearest")
+        return x, (tf.cast(y > 127, tf.uint8) if binarise else y)
+
+    files = tf.data.Dataset.from_tensor_slices((images, masks)).repeat()
+    raw = check_pipeline(files.map(lambda i, m: load(i, m, False)).batch(8))
+    assert {"SD101", "SD105"} <= codes(raw)
+    fixed = check_pipeline(files.map(lambda i, m: load(i, m, True)).batch(8))
+    assert not codes(fixed) & {"SD101", "SD105", "SD106", "SD301"}, [f.title for f in fixed.findings]

@@ -52,7 +52,7 @@ examples:
 ProgressFn = Callable[[int, int, str], None]
 
 #: the file checks that make sense on batch arrays (the rest judge files, pairing, splits or EXIF tags)
-PIPELINE_DATA_CHECKS = frozenset({"SD004", "SD101", "SD102", "SD104", "SD106", "SD107", "SD108", "SD151", "SD152",
+PIPELINE_DATA_CHECKS = frozenset({"SD004", "SD101", "SD102", "SD103", "SD104", "SD105", "SD106", "SD107", "SD108", "SD151", "SD152",
                                   "SD201", "SD202"})
 #: pairs of the --data files scanned for the comparison (seeded sample beyond)
 FILE_SAMPLE = 256
