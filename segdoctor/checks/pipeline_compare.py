@@ -189,8 +189,9 @@ class PipelineModelInput(Check):
                     evidence=ev,
                     why="A model with a fixed input size refuses other sizes at fit (or, for some layers, misaligns them).",
                     fix=f"Resize the images (nearest-neighbour for the masks) to {h}x{w} in the pipeline.",
-                    snippet=(f"image = tf.image.resize(image, ({h}, {w}))\n"
-                             f"mask = tf.image.resize(mask, ({h}, {w}), method=\"nearest\")"),
+                    snippet=(f"image = tf.image.resize(image, ({int(h)}, {int(w)}))\n"
+                             f"mask = tf.image.resize(mask, ({int(h)}, {int(w)}), method=\"nearest\")"
+                             if h is not None and w is not None else None),
                 )
             if c is not None and channels and any(ch != c for ch in channels):
                 ev["batch_channels"] = fmt_values(channels)
