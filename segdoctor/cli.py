@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "segdoctor.commands.data",
     "segdoctor.commands.model",
     "segdoctor.commands.history",
+    "segdoctor.commands.pipeline",
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -96,7 +97,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         add_common_arguments(p)
         modules[mod.NAME] = mod
     lc = sub.add_parser("list-checks", help="list every check: code, name, severity, scope and one line")
-    lc.add_argument("--scope", choices=("data", "model", "predictions", "history"), help="only checks of this scope")
+    lc.add_argument("--scope", choices=("data", "model", "predictions", "history", "pipeline"), help="only checks of this scope")
     ex = sub.add_parser("explain", help="show a check's documentation: what it detects, why it matters, how to fix")
     ex.add_argument("check", metavar="CODE|NAME")
     return parser, modules

@@ -21,3 +21,7 @@ class ModelLoadError(SegDoctorError):
 
 class HistoryError(SegDoctorError):
     """The training log cannot be read in any accepted format."""
+
+
+class PipelineError(SegDoctorError):
+    """The user's data pipeline cannot be loaded or does not yield (image, mask) batches."""

@@ -18,7 +18,7 @@ _CODE_RE = re.compile(r"^SD\d{3}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 #: scopes a check can run in; each has its own context type
-SCOPES = ("data", "model", "predictions", "history")
+SCOPES = ("data", "model", "predictions", "history", "pipeline")
 
 
 class Check:

@@ -23,6 +23,10 @@ FAMILY = {
     "float other": "other floats",
     "signed integer": "signed integers",
     "integer other": "other integers",
+    # batch images of a data pipeline (segdoctor.stats.pipeline.finalise_image_kinds): standardised floats share the
+    # unit family (one preprocessing function), floats on an 8-bit scale the 8-bit family
+    "float standardised": "unit scale",
+    "float 8-bit scale": "8-bit scale",
 }
 
 EXIF_MEANING = {
