@@ -19,6 +19,7 @@ _LAZY = {
     "check_data": "segdoctor.commands.data",
     "check_history": "segdoctor.commands.history",
     "check_model": "segdoctor.commands.model",
+    "fix_dataset": "segdoctor.fix.run",
 }
 
 __all__ = sorted(["Figure", "Finding", "Report", "Section", "Severity", "Table", "__version__", *_LAZY])
