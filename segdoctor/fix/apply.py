@@ -120,8 +120,6 @@ def _run_step(a: np.ndarray, op: str, params: dict, dec) -> tuple[np.ndarray, st
         if params.get("values"):
             return snap_to_values(a, params["values"]), None
         return a, None
-    if op == "covered":
-        return a, None
     if op == "transform":
         return apply_transform(a, params["name"]), None
     if op == "transpose":

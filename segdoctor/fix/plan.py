@@ -132,7 +132,7 @@ def _steps_for(f: Finding, ds) -> tuple[list[tuple[str, Step]], list[str], str]:
         if "colour_table" in ev:
             table = [list(map(int, row)) for row in ev["colour_table"]]
             dist = float(ev.get("max_colour_distance", 0.0))
-            if max((row[3] for row in table), default=0) > 254:
+            if max((row[3] for row in table if row[3] != 255), default=0) > 254:  # 255: the void colour
                 return [], list(f.files), "more class colours than an 8-bit id map holds next to the void id 255"
             text = "; ".join(f"{tuple(r[:3])}->{r[3]}" for r in table[:24]) + (" …" if len(table) > 24 else "")
             how = (f"the nearest class colour (within {dist:g}), other colours -> 255 (void)" if dist > 0
@@ -163,6 +163,10 @@ def _steps_for(f: Finding, ds) -> tuple[list[tuple[str, Step]], list[str], str]:
     if c == "SD203":
         return [(name, Step(c, "exif", {}, "EXIF orientation applied to the pixels, tag dropped")) for name in f.files], [], ""
     raise KeyError(c)
+
+
+def _union(a: list, b: list) -> list:
+    return [list(c) for c in dict.fromkeys(tuple(int(x) for x in c) for c in [*a, *b])]
 
 
 def _resolve(entry: str, index: dict[str, tuple[Path, str, object]]):
@@ -249,14 +253,12 @@ def make_plan(findings: Sequence[Finding], ds) -> Plan:
             raise UsageError(f"{path}: lies outside the dataset folder {root}; segdoctor fix copies DIR as a whole, "
                              "so --images and --masks must name folders inside it.") from None
         ordered = sorted(steps, key=lambda s: (REPAIR_ORDER.index(s.code), s.op))
-        colour_exact = any(s.op == "colours_to_ids" and s.params["max_distance"] == 0 for s in ordered)
-        colour_near = any(s.op == "colours_to_ids" and s.params["max_distance"] > 0 for s in ordered)
-        if colour_near:
-            # SD104's nearest-colour mapping (with its void cap) is the snapping of colour masks
-            ordered = [Step(s.code, "covered", {}, "colours snapped to the nearest class colour by the SD104 repair")
-                       if s.op == "snap" else s for s in ordered]
-        elif colour_exact:
-            ordered = [Step(s.code, s.op, {**s.params, "values": []}, s.action) if s.op == "snap" else s
+        tables = [s.params["table"] for s in ordered if s.op == "colours_to_ids"]
+        if tables:
+            # a colour mask is snapped to the colours of SD104's table before SD104 maps them to ids: the class
+            # colours as SD104 names them (Pascal VOC's exact colours), with the void colour of thin borders
+            colours = _union([], [row[:3] for table in tables for row in table])
+            ordered = [Step(s.code, s.op, {**s.params, "colours": colours}, s.action) if s.op == "snap" else s
                        for s in ordered]
         tasks.append(FileTask(path, rel, output_name(rel), kinds[path], ordered))
 
