@@ -76,12 +76,17 @@ def build_report(outcome) -> FixReport:
         verdict = (f"Dry run: {n_files} file(s) would be repaired ({_counts(done)}); nothing written but the plan "
                    f"{outcome.manifest}." if n_files else
                    f"Dry run: nothing to repair automatically; nothing written but the plan {outcome.manifest}.")
-    elif n_files:
-        verdict = f"Repaired {n_files} file(s) in {outcome.target} ({_counts(done)}); "
-        verdict += ("every repaired finding is gone." if not report.unrepaired else
-                    f"still found after repair: {', '.join(report.unrepaired)}.")
     else:
-        verdict = f"Nothing to repair automatically; wrote an unchanged copy to {outcome.target}."
+        if n_files:
+            verdict = f"Repaired {n_files} file(s) in {outcome.target} ({_counts(done)})."
+        elif plan.tasks:
+            verdict = f"Repaired no file; wrote an unchanged copy to {outcome.target}."
+        else:
+            verdict = f"Nothing to repair automatically; wrote an unchanged copy to {outcome.target}."
+        if report.unrepaired:
+            verdict += f" Still found after repair: {', '.join(report.unrepaired)}."
+        elif n_files:
+            verdict += " Every repaired finding is gone."
     if errors_left:
         verdict += f" {len(errors_left)} error(s) need you: {errors_left[0].title} ({errors_left[0].code})."
     report.fix_verdict = verdict
