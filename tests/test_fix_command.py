@@ -401,20 +401,6 @@ def test_an_existing_empty_folder_is_used(tmp_path):
     assert (out / "masks" / "case_000.png").is_file()
 
 
-def test_fix_never_imports_tensorflow(tmp_path):
-    import subprocess
-    import sys
-
-    src = dataset(tmp_path / "data", [binary_mask(i) * 255 for i in range(3)])
-    code = ("import sys\nfrom segdoctor.cli import main\n"
-            f"rc = main(['fix', {str(src)!r}, '--out', {str(tmp_path / 'fixed')!r}, '--report', 'none', '-q', '--jobs', '1'])\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-            "print('RC', rc, 'TF', bad)\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert "RC 0 TF []" in p.stdout, p.stdout + p.stderr
-
-
 def test_unrepairable_mask_is_copied_and_listed(tmp_path):
     from scipy import ndimage
 

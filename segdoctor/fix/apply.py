@@ -140,6 +140,12 @@ def _run_step(a: np.ndarray, op: str, params: dict, dec) -> tuple[np.ndarray, st
     raise ValueError(f"unknown repair operation {op!r}")
 
 
+def _changed_pixels(a: np.ndarray, b: np.ndarray) -> int:
+    """Pixels (not channel values) that differ between two arrays of one shape."""
+    diff = a != b
+    return int(np.count_nonzero(diff if diff.ndim == 2 else np.any(diff, axis=-1)))
+
+
 def _equal_channels(a: np.ndarray) -> bool:
     rgb = a[..., :3]
     return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
@@ -158,10 +164,14 @@ def repair_one(task: tuple, encode_output: bool = True) -> Result:
         before = np.asarray(dec.array)
         a = before
         notes = []
+        by_code: dict[str, int] = {}
         for code, op, params, _ in steps:
+            prev = a
             a, note = _run_step(a, op, params, dec)
             if note:
                 notes.append(f"{code}: {note}")
+            if a.shape == prev.shape and a is not prev:
+                by_code[code] = by_code.get(code, 0) + _changed_pixels(prev, a)
         force = any(op in ("exif", "exif_if_tagged") and dec.exif_orientation != 1 for _, op, _, _ in steps) or (
             output != rel and any(op == "snap" and params.get("lossless") for _, op, params, _ in steps))
         changed = a.shape != before.shape or a.dtype != before.dtype or not np.array_equal(a, before)
@@ -189,8 +199,9 @@ def repair_one(task: tuple, encode_output: bool = True) -> Result:
             entry["values_before"] = value_set(before)
             entry["values_after"] = value_set(a)
         if a.shape == before.shape:
-            entry["pixels_changed"] = int(np.count_nonzero(a != before) if a.ndim == 2
-                                          else np.count_nonzero(np.any(a != before, axis=-1)))
+            entry["pixels_changed"] = _changed_pixels(before, a)
+        if by_code:
+            entry["pixels_changed_by"] = by_code  # per repair whose input and output have the same shape
         if data is not None:
             entry["sha256_after"] = hashlib.sha256(data).hexdigest()
         return index, "repaired", data, entry, None
