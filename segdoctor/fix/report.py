@@ -65,7 +65,7 @@ def build_report(outcome) -> FixReport:
     plan = outcome.plan
     before, after = outcome.before, outcome.after
     shown = after if after is not None else before
-    target = f"{outcome.source} -> {outcome.target}"
+    target = f"{outcome.source} -> {outcome.out_text}"
     done = {c: outcome.done[c] for c in sorted(plan.codes) if outcome.done[c]}
     report = FixReport(command="fix", target=target, findings=list(shown.findings), checks=list(shown.checks))
     report.unrepaired = sorted(outcome.remaining)
@@ -74,15 +74,15 @@ def build_report(outcome) -> FixReport:
     n_files = outcome.changed
     if outcome.dry_run:
         verdict = (f"Dry run: {n_files} file(s) would be repaired ({_counts(done)}); nothing written but the plan "
-                   f"{outcome.manifest}." if n_files else
-                   f"Dry run: nothing to repair automatically; nothing written but the plan {outcome.manifest}.")
+                   f"{outcome.shown_manifest}." if n_files else
+                   f"Dry run: nothing to repair automatically; nothing written but the plan {outcome.shown_manifest}.")
     else:
         if n_files:
-            verdict = f"Repaired {n_files} file(s) in {outcome.target} ({_counts(done)})."
+            verdict = f"Repaired {n_files} file(s) in {outcome.out_text} ({_counts(done)})."
         elif plan.tasks:
-            verdict = f"Repaired no file; wrote an unchanged copy to {outcome.target}."
+            verdict = f"Repaired no file; wrote an unchanged copy to {outcome.out_text}."
         else:
-            verdict = f"Nothing to repair automatically; wrote an unchanged copy to {outcome.target}."
+            verdict = f"Nothing to repair automatically; wrote an unchanged copy to {outcome.out_text}."
         if report.unrepaired:
             verdict += f" Still found after repair: {', '.join(report.unrepaired)}."
         elif n_files:
@@ -95,8 +95,8 @@ def build_report(outcome) -> FixReport:
     report.notes.extend(outcome.notes)
     if not outcome.dry_run:
         report.notes.append(
-            f"Wrote {outcome.target}: {n_files} repaired file(s) ({outcome.renamed} now .png), {outcome.linked} "
-            f"unchanged file(s) hard-linked, {outcome.copied} copied. Manifest: {outcome.manifest}.")
+            f"Wrote {outcome.out_text}: {n_files} repaired file(s) ({outcome.renamed} now .png), {outcome.linked} "
+            f"unchanged file(s) hard-linked, {outcome.copied} copied. Manifest: {outcome.shown_manifest}.")
         if outcome.linked:
             report.notes.append("Hard-linked files share their data with the originals: replace them (as most tools "
                                 "do when saving), never edit them in place, or run with --copy.")
@@ -153,7 +153,7 @@ def _sections(outcome) -> list[Section]:
     title = "Planned repairs" if outcome.dry_run else "Repairs: before and after"
     text = ("What check-data found in the dataset, what segdoctor fix repairs, and what check-data finds on the "
             "repaired copy.")
-    tables = [Table(title, ("code", "check", "before", "files repaired", "after"), tuple(rows))]
+    tables = [Table("Findings before and after", ("code", "check", "before", "files repaired", "after"), tuple(rows))]
     if plan.needs_you or outcome.failed:
         need_rows = [(o.code, o.severity.label, o.reason, o.fix, _files(o.files)) for o in plan.needs_you]
         need_rows += [(", ".join(x["codes"]), "-", f"not repaired: {x['reason']}", "Repair this file by hand.", x["file"])
@@ -163,9 +163,9 @@ def _sections(outcome) -> list[Section]:
     if outcome.preview:
         changed = tuple((e["source"], e["output"], "; ".join(f"{r['code']} {r['action']}" for r in e["repairs"]),
                          _values(e.get("values_before")), _values(e.get("values_after")))
-                        for e in outcome.preview)
+                        for e in sorted(outcome.preview, key=lambda e: e["source"]))
         more = outcome.changed - len(outcome.preview)
         tables.append(Table("Changed files", ("file", "written as", "repairs", "values before", "values after"), changed,
                             caption=(f"… and {more} more. " if more > 0 else "")
-                            + f"All in {outcome.manifest}, with the SHA-256 of each original."))
+                            + f"All in {outcome.shown_manifest}, with the SHA-256 of each original."))
     return [Section(title, text=text, tables=tuple(tables))]

@@ -48,6 +48,11 @@ class FixOutcome:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     remaining: dict[str, list] = field(default_factory=dict)  # repaired code -> its findings on the output
+    out_text: str = ""  # --out as the user wrote it (messages); ``target`` is the resolved folder
+
+    @property
+    def shown_manifest(self) -> str:
+        return str(Path(self.out_text) / MANIFEST_NAME) if not self.dry_run else str(self.manifest)
 
 
 def fix_dataset(
@@ -93,7 +98,7 @@ def fix_dataset(
     before = check_data(path, progress=progress, **options)
     ds = before.context.dataset
     plan = make_plan(before.findings, ds)
-    outcome = FixOutcome(str(path), target, dry_run, manifest_path, plan, before)
+    outcome = FixOutcome(str(path), target, dry_run, manifest_path, plan, before, out_text=str(out))
     tasks = [t.portable(i) for i, t in enumerate(plan.tasks)]
     from segdoctor.fix.engine import map_repairs
 
