@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import gc
 import json
 import os
 import re
@@ -82,7 +83,6 @@ def fix_dataset(
     ``./segdoctor-fix-plan.json``). Nothing under ``path`` is ever written.
     """
     from segdoctor.commands.data import check_data
-    from segdoctor.fix.report import build_report
     from segdoctor.io.outputs import guard_outputs
 
     if is_url(path):
@@ -98,6 +98,23 @@ def fix_dataset(
     before = check_data(path, progress=progress, **options)
     ds = before.context.dataset
     plan = make_plan(before.findings, ds)
+    # The per-pair records (and the alignment maps) are not needed any more: free them before the repair
+    # workers fork, so that neither this process nor its workers carry them through the rest of the run.
+    before.context = None
+    gc.collect()
+    # What this process holds from here on lives as long as the run: keep it out of the garbage collector's
+    # sight, so that forked workers (repairs, the re-check's scan) do not copy every page it touches.
+    gc.freeze()
+    try:
+        return _write(path, target, manifest_path, plan, before, ds, options, dry_run, hard_links, out, progress)
+    finally:
+        gc.unfreeze()
+
+
+def _write(path, target, manifest_path, plan, before, ds, options, dry_run, hard_links, out, progress):
+    from segdoctor.fix.report import build_report
+
+    engine, scheduler, jobs = options["engine"], options["scheduler"], options["jobs"]
     outcome = FixOutcome(str(path), target, dry_run, manifest_path, plan, before, out_text=str(out))
     tasks = [t.portable(i) for i, t in enumerate(plan.tasks)]
     from segdoctor.fix.engine import map_repairs
@@ -180,6 +197,7 @@ def _recheck(outcome: FixOutcome, options: dict, progress):
     opts = dict(options, mask_pattern=_adjusted_pattern(outcome, options.get("mask_pattern")))
     try:
         after = check_data(outcome.target, progress=progress, **opts)
+        after.context = None  # the findings and sections are kept; the per-pair records are not needed
     except SegDoctorError as exc:
         outcome.notes.append(f"The re-check of {outcome.target} could not run: {exc}")
         outcome.remaining = {code: [] for code in outcome.plan.codes}
