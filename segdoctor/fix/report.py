@@ -70,7 +70,8 @@ def build_report(outcome) -> FixReport:
     report = FixReport(command="fix", target=target, findings=list(shown.findings), checks=list(shown.checks))
     report.unrepaired = sorted(outcome.remaining)
     needs = [o for o in plan.needs_you]
-    errors_left = [f for f in shown.findings if f.severity is Severity.ERROR and f.code not in outcome.remaining]
+    repaired_codes = set(plan.repairs) if outcome.dry_run else set(outcome.remaining)
+    errors_left = [f for f in shown.findings if f.severity is Severity.ERROR and f.code not in repaired_codes]
     n_files = outcome.changed
     if outcome.dry_run:
         verdict = (f"Dry run: {n_files} file(s) would be repaired ({_counts(done)}); nothing written but the plan "
@@ -100,6 +101,12 @@ def build_report(outcome) -> FixReport:
         if outcome.linked:
             report.notes.append("Hard-linked files share their data with the originals: replace them (as most tools "
                                 "do when saving), never edit them in place, or run with --copy.")
+    if outcome.dry_run and outcome.preview:
+        shown = sorted(outcome.preview, key=lambda e: e["source"])[:10]
+        listing = "; ".join(f"{e['source']}" + (f" -> {e['output']}" if e["output"] != e["source"] else "")
+                            + f" ({', '.join(dict.fromkeys(r['code'] for r in e['repairs']))})" for e in shown)
+        more = n_files - len(shown)
+        report.notes.append(f"Would repair: {listing}" + (f"; and {more} more in the plan." if more > 0 else "."))
     if outcome.failed:
         report.notes.append(f"Not repaired (copied as they were): {len(outcome.failed)} file(s), e.g. "
                             f"{outcome.failed[0]['file']}: {outcome.failed[0]['reason']}.")

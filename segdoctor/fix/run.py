@@ -150,6 +150,7 @@ def _write(path, target, manifest_path, plan, before, ds, options, dry_run, hard
             results.close()
             staging.discard()
             raise
+        del tasks, results  # one tuple per repaired file: not needed for the re-check
         outcome.after = _recheck(outcome, options, progress)
         _write_manifest(outcome, manifest_path, entries, options)
     return build_report(outcome)
