@@ -221,6 +221,23 @@ def test_transposed_masks_are_transposed_back(tmp_path):
     assert np.array_equal(read(out / "masks" / "c1.png"), truths[1])
     assert list(changed(out)) == ["masks/c1.png"]
     assert "SD004" not in recheck(out)
+    save(src / "masks" / "c2.png", np.ascontiguousarray(truths[2][::2, ::2]))  # a size mismatch with no repair
+    assert fix(src, tmp_path / "fixed2") == 1
+    assert list(changed(tmp_path / "fixed2")) == ["masks/c1.png"]
+    need = [n for n in manifest(tmp_path / "fixed2")["needs_you"] if n["code"] == "SD004"]
+    assert len(need) == 1 and need[0]["files"][0].startswith("masks/c2.png: ") and "nearest" in need[0]["reason"]
+
+
+def test_findings_without_repair_parameters_are_left_to_the_user(tmp_path):
+    from segdoctor.findings import Finding, Severity
+    from segdoctor.fix.plan import make_plan
+    from segdoctor.io.dataset import discover_dataset
+
+    src = dataset(tmp_path / "data", [binary_mask(i) * 255 for i in range(3)])
+    old = Finding("SD101", "mask-0-255", Severity.ERROR, "All 3 masks ...", {"foreground_value": 255}, "why", "fix",
+                  files=("masks/case_000.png",))
+    plan = make_plan([old], discover_dataset(src))
+    assert plan.tasks == [] and plan.needs_you[0].code == "SD101" and "parameters" in plan.needs_you[0].reason
 
 
 def _exif_jpeg(path: Path, pixels: np.ndarray, orientation: int) -> None:

@@ -158,7 +158,7 @@ def _steps_for(f: Finding, ds) -> tuple[list[tuple[str, Step]], list[str], str]:
         transposed = list(ev.get("transposed_masks", ()))
         step = Step(c, "transpose", {}, "rows and columns swapped (the mask was its image's transpose)")
         chosen = set(transposed)
-        rest = [entry for entry in f.files if not any(entry == t or entry.startswith(t + ": ") for t in chosen)]
+        rest = [entry for entry in f.files if entry.rsplit(": image ", 1)[0] not in chosen]  # "mask: image WxH, ..."
         return [(t, step) for t in transposed], rest, "only transposed masks are repaired; resize the others with nearest-neighbour"
     if c == "SD203":
         return [(name, Step(c, "exif", {}, "EXIF orientation applied to the pixels, tag dropped")) for name in f.files], [], ""
