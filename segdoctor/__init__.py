@@ -20,6 +20,7 @@ _LAZY = {
     "check_history": "segdoctor.commands.history",
     "check_model": "segdoctor.commands.model",
     "check_pipeline": "segdoctor.commands.pipeline",
+    "fix_dataset": "segdoctor.fix.run",
 }
 
 __all__ = sorted(["Figure", "Finding", "Report", "Section", "Severity", "Table", "__version__", *_LAZY])

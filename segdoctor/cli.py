@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "segdoctor.commands.model",
     "segdoctor.commands.history",
     "segdoctor.commands.pipeline",
+    "segdoctor.commands.fix",
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2

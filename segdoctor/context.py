@@ -18,6 +18,10 @@ class DataOptions:
     num_classes: int | None = None
     jobs: int | None = None
     sample: int | None = None
+    # how the dataset was discovered (repeated in the `segdoctor fix` command the report suggests)
+    images: str | None = None
+    masks: str | None = None
+    mask_pattern: str | None = None
 
 
 @dataclass

@@ -108,6 +108,7 @@ def test_help_and_check_data_never_import_tensorflow(clean, out):
         "    pass\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'help imported tensorflow'\n"
         f"rc = main(['check-data', {str(clean)!r}, '--report', {str(out / 'r.html')!r}, '--json', {str(out / 'r.json')!r}, '-q', '--jobs', '1'])\n"
+        f"rc += main(['fix', {str(clean)!r}, '--out', {str(out / 'fixed')!r}, '--report', 'none', '-q', '--jobs', '1'])\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print('RC', rc, 'TF', bad)\n"
     )

@@ -135,6 +135,7 @@ class ShapeMismatch(Check):
 
     def run(self, ctx: DataContext) -> Iterator[Finding]:
         bad = []
+        transposed = []
         kinds: Counter[str] = Counter()
         for pair, rec in ctx.items():
             ii, mi = rec.get("image_info"), rec.get("mask_info")
@@ -153,6 +154,8 @@ class ShapeMismatch(Check):
                 kind = "different size"
             kinds[kind] += 1
             bad.append((pair, f"image {iw}x{ih}, mask {mw}x{mh} ({kind})"))
+            if (ih, iw) == (mw, mh):
+                transposed.append(pair)
         if not bad:
             return
         total = len(ctx.dataset.pairs)
@@ -169,7 +172,9 @@ class ShapeMismatch(Check):
         yield self.finding(
             title=f"{of(len(bad), total)} pairs have image and mask of different sizes ({top})",
             evidence={"mismatched_pairs": len(bad), "pairs": total, **{k: n for k, n in kinds.most_common(4)},
-                      "first": bad[0][1]},
+                      "first": bad[0][1],
+                      # the repair (segdoctor fix) swaps the axes of these masks
+                      **({"transposed_masks": [ctx.dataset.display(p.mask) for p in transposed]} if transposed else {})},
             why="Stretching or cropping a mask to its image misplaces every boundary; some loaders crash instead.",
             fix=fix, snippet=snippet,
             files=[f"{ctx.dataset.display(p.mask)}: {d}" for p, d in bad],

@@ -72,6 +72,12 @@ def _mask_value_sets(ctx: DataContext, classes: set) -> list[tuple]:
     return out
 
 
+def _plain(v):
+    """A class value as a plain int (or float), for evidence that JSON and the repair read alike."""
+    f = float(v)
+    return int(f) if f.is_integer() else f
+
+
 def _round_to_classes_snippet(classes: list) -> str:
     cls = ", ".join(str(int(c)) for c in classes)
     return ("import numpy as np\n"
@@ -128,11 +134,14 @@ class Mask0255(Check):
         title = (f"{of(n, total)} masks store the foreground as {k} instead of 1" if not mixed else
                  f"{plural(n, 'mask')} {'uses' if n == 1 else 'use'} {{0, {k}}} while {plural(len(unit), 'mask')} "
                  f"{'uses' if len(unit) == 1 else 'use'} {{0, 1}}")
+        void = _void_value(s, ctx.options.num_classes)
         yield self.finding(
             title=title,
             evidence={"values": ", ".join(str(c) for c in classes), "foreground_value": k,
                       "foreground_pixel_share": round(share, 4), "masks_with_0_k": n, "masks_with_0_1": len(unit),
-                      "masks": total},
+                      "masks": total,
+                      # the repair (segdoctor fix): pixels above the threshold become 1; a void value stays
+                      "threshold": thr, **({"void_value": void} if void is not None else {})},
             why=f"Binary cross-entropy and Dice expect targets in [0, 1]; a target of {k} gives negative losses, "
                 "Dice/IoU above 1 and, usually, a network that predicts blank masks.",
             fix=f"Binarise every mask when loading it (mask > {thr}); never divide class-index masks by 255.",
@@ -202,7 +211,9 @@ class MaskLabelOffset(Check):
         yield self.finding(
             title=title,
             evidence={"class_values": ", ".join(map(str, ints)), "classes": len(ints),
-                      **({"declared_num_classes": k} if k else {})},
+                      **({"declared_num_classes": k} if k else {}),
+                      # the repair (segdoctor fix): old id -> new id; other values (void) stay
+                      "remap": dict(table), **({"void_value": void} if void is not None else {})},
             why=why,
             fix=f"Remap the ids to 0..{len(ints) - 1} with this table when loading (and build the head with {len(ints)} channels).",
             snippet=snippet,
@@ -354,7 +365,11 @@ class MaskMultichannel(Check):
             total_px = sum(n for n, _, _ in s.colour_table.values())
             ev = {"masks_colour_coded": len(colour), "masks": total, "class_colours": len(rows),
                   "palette": "Pascal VOC" if is_voc else "inferred (black = 0, then by pixel share)",
-                  "table": "; ".join(f"{c} -> {i}" for c, i, _ in rows[:24])}
+                  "table": "; ".join(f"{c} -> {i}" for c, i, _ in rows[:24]),
+                  # the repair (segdoctor fix): [r, g, b, id] for every class colour; colours further than
+                  # max_colour_distance from all of them (0: any colour not in the table) become 255
+                  "colour_table": [[int(c[0]), int(c[1]), int(c[2]), int(i)] for c, i, _ in rows],
+                  "max_colour_distance": 40.0 if noisy else 0.0}
             if void:
                 ev["void_colour"] = f"{VOC_VOID_COLOUR} -> 255 (ignore)"
             if other:
@@ -429,6 +444,10 @@ class MaskJpegArtifacts(Check):
             evidence.update({"class_values": self._classes(s), "stray_values": self._artefact_ranges(s)})
         if colour_measurable:
             evidence["class_colours"] = ", ".join(str(unpack_rgb(c)) for c in s.class_colours[:12])
+        # the repair (segdoctor fix): every pixel to the nearest of these values (grey) or colours (colour masks)
+        evidence["snap_values"] = [_plain(v) for v in s.class_values]
+        if s.class_colours:
+            evidence["snap_colours"] = [list(unpack_rgb(c)) for c in s.class_colours]
         if colour_measurable and not measurable:
             snippet = ("# map every pixel to the nearest class colour (the SD104 table gives the ids)\n"
                        f"CLASS_COLOURS = np.array({[list(unpack_rgb(c)) for c in s.class_colours[:24]]}, np.float32)\n"
@@ -524,7 +543,10 @@ class MaskInterpolated(Check):
                       "intermediate_values": n_between_values, "class_values": ", ".join(str(c) for c in classes[:16]),
                       "masks_affected": len(affected), "masks": total, "float_soft_masks": len(soft),
                       **({"colour_masks_with_blends": len(colour_flagged),
-                          "blended_pixel_share": round(blend_px / max(colour_px, 1), 4)} if colour_flagged else {})},
+                          "blended_pixel_share": round(blend_px / max(colour_px, 1), 4)} if colour_flagged else {}),
+                      # the repair (segdoctor fix): every pixel to the nearest class value, or class colour
+                      "snap_values": [_plain(v) for v in s.class_values],
+                      **({"snap_colours": [list(unpack_rgb(c)) for c in s.class_colours]} if s.class_colours else {})},
             why="Interpolation invents values between classes along every edge: binary losses see fractional targets, "
                 "sparse losses see wrong classes, and object boundaries blur.",
             fix="Resize masks with nearest-neighbour interpolation everywhere (data preparation and augmentation); "

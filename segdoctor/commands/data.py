@@ -109,7 +109,8 @@ def check_data(
         ds = sample_dataset(ds, sample)
     records = scan_records(ds.pairs, engine=engine, scheduler=scheduler, jobs=jobs, progress=progress,
                            extractors=planned_extractors(checks, ds))
-    ctx = DataContext(ds, records, DataOptions(num_classes=num_classes, jobs=jobs, sample=sample))
+    ctx = DataContext(ds, records, DataOptions(num_classes=num_classes, jobs=jobs, sample=sample,
+                                               images=images, masks=masks, mask_pattern=mask_pattern))
     findings, statuses = run_checks(checks, {"data": ctx})
     report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
     report.facts.update(dataset_facts(ctx))

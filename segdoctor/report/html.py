@@ -78,11 +78,14 @@ def render_html(report: Report) -> str:
 
     env = _environment()
     css = (template_dir() / "report.css").read_text(encoding="utf-8")
+    from segdoctor.fix.suggest import repair_command
+
     findings = []
     for f in report.findings:
         findings.append(
             {
                 "f": f,
+                "repair": repair_command(report, f),
                 "files_shown": list(f.files[:FILES_SHOWN]),
                 "files_more": max(0, len(f.files) - FILES_SHOWN),
                 "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]],
