@@ -87,7 +87,7 @@ def check_data(
                            extractors=planned_extractors(checks, ds))
     ctx = DataContext(ds, records, DataOptions(num_classes=num_classes, jobs=jobs, sample=sample))
     findings, statuses = run_checks(checks, {"data": ctx})
-    report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
+    report = Report(command=NAME, target=str(path), findings=findings, checks=statuses, inputs={"data": str(path)})
     report.facts.update(dataset_facts(ctx))
     report.notes.extend(ds.notes)
     report.sections.extend(overview_sections(ctx))
