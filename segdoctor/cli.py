@@ -9,7 +9,6 @@ import argparse
 import logging
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 from importlib import import_module
 
