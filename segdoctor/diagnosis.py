@@ -60,6 +60,13 @@ def _condition(name: str, text: str, detail: Callable[[Run], str | None] | None 
     return register
 
 
+def _get(key: str, cause: Finding, effect: Finding, *, first: str = "effect") -> Any:
+    """Evidence ``key`` of the link's effect, else of its cause (``first="cause"``: the other way round): a
+    condition reads the finding that measured it."""
+    a, b = (effect, cause) if first == "effect" else (cause, effect)
+    return a.evidence[key] if key in a.evidence else b.evidence.get(key)
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -119,41 +126,41 @@ def _sparse_loss(run: Run, cause: Finding, effect: Finding) -> State:
 
 @_condition("class-prior-output", "the constant output equals the foreground share (the class prior)")
 def _class_prior_output(run: Run, cause: Finding, effect: Finding) -> State:
-    value = effect.evidence.get("output_is_class_prior")
+    value = _get("output_is_class_prior", cause, effect)
     return bool(value) if isinstance(value, bool) else None
 
 
-def _collapse_fit(effect: Finding) -> str | None:
-    fit = effect.evidence.get("fits")
+def _collapse_fit(cause: Finding, effect: Finding) -> str | None:
+    fit = _get("fits", cause, effect)
     return fit if fit in ("blank", "everything-foreground") else None
 
 
 @_condition("collapse-blank", "the collapsed Dice/IoU fits blank predictions (near 0, not 2f/(1+f))")
 def _collapse_blank(run: Run, cause: Finding, effect: Finding) -> State:
-    fit = _collapse_fit(effect)
+    fit = _collapse_fit(cause, effect)
     return None if fit is None else fit == "blank"
 
 
 @_condition("collapse-all-foreground", "the collapsed Dice/IoU fits foreground predicted everywhere (Dice 2f/(1+f), IoU f)")
 def _collapse_all_foreground(run: Run, cause: Finding, effect: Finding) -> State:
-    fit = _collapse_fit(effect)
+    fit = _collapse_fit(cause, effect)
     return None if fit is None else fit == "everything-foreground"
 
 
 @_condition("collapse-after-rise", "the Dice/IoU fell after it had risen")
 def _collapse_after_rise(run: Run, cause: Finding, effect: Finding) -> State:
-    kind = effect.evidence.get("kind")
+    kind = _get("kind", cause, effect)
     return None if kind is None else kind == "fell"
 
 
 @_condition("collapse-throughout", "the Dice/IoU stayed low for the whole run")
 def _collapse_throughout(run: Run, cause: Finding, effect: Finding) -> State:
-    kind = effect.evidence.get("kind")
+    kind = _get("kind", cause, effect)
     return None if kind is None else kind != "fell"
 
 
-def _lr_side(finding: Finding) -> str | None:
-    lr, low, high = (_number(finding.evidence.get(k)) for k in ("learning_rate", "range_low", "range_high"))
+def _lr_side(cause: Finding, effect: Finding) -> str | None:
+    lr, low, high = (_number(_get(k, cause, effect, first="cause")) for k in ("learning_rate", "range_low", "range_high"))
     if lr is None or low is None or high is None:
         return None
     return "high" if lr > high else "low" if lr < low else "inside"
@@ -166,17 +173,17 @@ def _log_lr(run: Run) -> str | None:
 
 @_condition("lr-high", "the optimizer's learning rate is above the range that trains")
 def _lr_high(run: Run, cause: Finding, effect: Finding) -> State:
-    side = _lr_side(cause)
+    side = _lr_side(cause, effect)
     return None if side is None else side == "high"
 
 
 @_condition("lr-high-in-log", "the optimizer's learning rate is above its range, and so is the training log's", detail=_log_lr,
             short="training ran at that rate")
 def _lr_high_in_log(run: Run, cause: Finding, effect: Finding) -> State:
-    if _lr_side(cause) != "high":
-        return False if _lr_side(cause) else None
+    if _lr_side(cause, effect) != "high":
+        return False if _lr_side(cause, effect) else None
     logged = _number(run.facts.get("log_learning_rate_max"))
-    high = _number(cause.evidence.get("range_high"))
+    high = _number(_get("range_high", cause, effect, first="cause"))
     if logged is None or high is None:
         return None  # the log has no learning-rate column: it may have trained at another rate
     return logged > high
@@ -185,10 +192,10 @@ def _lr_high_in_log(run: Run, cause: Finding, effect: Finding) -> State:
 @_condition("lr-low-in-log", "the optimizer's learning rate is below its range, and so is the training log's", detail=_log_lr,
             short="training ran at that rate")
 def _lr_low_in_log(run: Run, cause: Finding, effect: Finding) -> State:
-    if _lr_side(cause) != "low":
-        return False if _lr_side(cause) else None
+    if _lr_side(cause, effect) != "low":
+        return False if _lr_side(cause, effect) else None
     logged = _number(run.facts.get("log_learning_rate_max"))
-    low = _number(cause.evidence.get("range_low"))
+    low = _number(_get("range_low", cause, effect, first="cause"))
     if logged is None or low is None:
         return None
     return logged < low
@@ -196,7 +203,7 @@ def _lr_low_in_log(run: Run, cause: Finding, effect: Finding) -> State:
 
 @_condition("nan-images", "some images hold NaN or Inf pixels")
 def _nan_images(run: Run, cause: Finding, effect: Finding) -> State:
-    n = _number(cause.evidence.get("with_nonfinite"))
+    n = _number(_get("with_nonfinite", cause, effect, first="cause"))
     return None if n is None else n > 0
 
 
@@ -207,42 +214,42 @@ def _same_files(run: Run, cause: Finding, effect: Finding) -> State:
 
 @_condition("most-masks-empty", "at least half of the masks are empty")
 def _most_masks_empty(run: Run, cause: Finding, effect: Finding) -> State:
-    share = _number(cause.evidence.get("share"))
+    share = _number(_get("share", cause, effect, first="cause"))
     return None if share is None else share >= 0.5
 
 
 @_condition("many-pairs", "at least a quarter of the checked pairs are suspect")
 def _many_pairs(run: Run, cause: Finding, effect: Finding) -> State:
-    bad, checked = _number(cause.evidence.get("suspect_pairs")), _number(cause.evidence.get("pairs_checked"))
+    bad, checked = _number(_get("suspect_pairs", cause, effect, first="cause")), _number(_get("pairs_checked", cause, effect, first="cause"))
     return None if bad is None or not checked else bad / checked >= 0.25
 
 
 @_condition("nan-from-start", "the loss is NaN from the first epoch")
 def _nan_from_start(run: Run, cause: Finding, effect: Finding) -> State:
-    value = effect.evidence.get("from_first_epoch")
+    value = _get("from_first_epoch", cause, effect)
     return bool(value) if isinstance(value, bool) else None
 
 
 @_condition("nan-after-training", "the loss turned NaN after finite epochs")
 def _nan_after_training(run: Run, cause: Finding, effect: Finding) -> State:
-    value = effect.evidence.get("from_first_epoch")
+    value = _get("from_first_epoch", cause, effect)
     return (not value) if isinstance(value, bool) else None
 
 
-def _defect_kind(cause: Finding) -> str | None:
-    kind = cause.evidence.get("treated_as") or cause.evidence.get("role")
+def _defect_kind(cause: Finding, effect: Finding) -> str | None:
+    kind = _get("treated_as", cause, effect, first="cause") or _get("role", cause, effect, first="cause")
     return str(kind) if kind else None
 
 
 @_condition("metric-defect", "the defective function is a metric")
 def _metric_defect(run: Run, cause: Finding, effect: Finding) -> State:
-    kind = _defect_kind(cause)
+    kind = _defect_kind(cause, effect)
     return None if kind is None else kind == "metric"
 
 
 @_condition("loss-defect", "the defective function is the loss")
 def _loss_defect(run: Run, cause: Finding, effect: Finding) -> State:
-    kind = _defect_kind(cause)
+    kind = _defect_kind(cause, effect)
     return None if kind is None else kind == "loss"
 
 
@@ -253,13 +260,13 @@ def _not_everywhere(run: Run, cause: Finding, effect: Finding) -> State:
 
 @_condition("high-accuracy", "the accuracy is high (at least 0.5): it counts the background pixels")
 def _high_accuracy(run: Run, cause: Finding, effect: Finding) -> State:
-    value = _number(effect.evidence.get("accuracy"))
+    value = _number(_get("accuracy", cause, effect))
     return None if value is None else value >= 0.5
 
 
 @_condition("frozen-accuracy", "the frozen metric is a pixel accuracy")
 def _frozen_accuracy(run: Run, cause: Finding, effect: Finding) -> State:
-    kind = effect.evidence.get("kind")
+    kind = _get("kind", cause, effect)
     return None if kind is None else kind == "accuracy"
 
 
@@ -270,7 +277,7 @@ def _tiny_objects(run: Run, cause: Finding, effect: Finding) -> State:
 
 @_condition("plateau-at-prior", "the flat loss sits at the cross-entropy of predicting the foreground share everywhere")
 def _plateau_at_prior(run: Run, cause: Finding, effect: Finding) -> State:
-    value = effect.evidence.get("at_constant_predictor")
+    value = _get("at_constant_predictor", cause, effect)
     return bool(value) if isinstance(value, bool) else None
 
 

@@ -35,16 +35,14 @@ def summary_lines(report: Report, *, width: int = 100, quiet: bool = False) -> l
     diagnosis = report.diagnosis
     if diagnosis.causes:
         lines.append("Diagnosis:")
-        last_confirm = None
         for cause in diagnosis.causes[:CAUSES_SHOWN]:
             f = cause.finding
             lines.append(_shorten(f"  {cause.rank}. {f.code} ", f.title, width - 20) + f"  [confidence {cause.confidence}]")
             if cause.steps:
                 lines += _wrap(cause.chain, width, "     ")
             lines += _wrap(f"Fix first: {f.fix}" if cause.rank == 1 else f"Fix: {f.fix}", width, "     ")
-            if cause.confirm != last_confirm:  # independent data defects share one re-run
+            if cause.rank == 1 or cause.steps:  # a defect that explains nothing else: its fix is the whole story
                 lines += _wrap(f"Confirm: {lower_first(cause.confirm)}", width, "     ")
-                last_confirm = cause.confirm
         if len(diagnosis.causes) > CAUSES_SHOWN:
             lines.append(f"  … and {len(diagnosis.causes) - CAUSES_SHOWN} more cause(s) in the report")
         lines.append("Findings:")
