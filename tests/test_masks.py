@@ -106,8 +106,8 @@ def test_sd001_unreadable_files_are_listed_and_the_scan_goes_on(tmp_path):
     assert f.severity is ERROR and f.name == "unreadable-file"
     assert f.title == "3 files cannot be decoded"
     assert f.evidence["unreadable"] == 3
-    listed = {x.split(":")[0]: x for x in f.files}
-    assert set(listed) == {"masks/case_000.png", "masks/case_001.png", "images/case_002.png"}
+    listed = f.file_details  # files are paths only; the reason of each is beside it
+    assert set(f.files) == set(listed) == {"masks/case_000.png", "masks/case_001.png", "images/case_002.png"}
     assert "empty" in listed["masks/case_000.png"]
     assert "not an image" in listed["images/case_002.png"]
     assert "truncated" in listed["masks/case_001.png"] or "corrupt" in listed["masks/case_001.png"]

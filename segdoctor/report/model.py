@@ -105,8 +105,8 @@ class Report:
             "created": self.created,
             "inputs": dict(self.inputs),
             "summary": {"verdict": self.verdict, "counts": self.counts, **self.facts},
-            "notes": list(self.notes),
             "diagnosis": [c.to_json() for c in diagnosis.causes],
+            "notes": list(self.notes),
             "findings": [{**f.to_json(), "explained_by": list(diagnosis.explainers(f))} for f in diagnosis.findings],
             "checks": [c.to_json() for c in self.checks],
         }
