@@ -665,22 +665,23 @@ def diagnose(findings: Sequence[Finding], facts: Mapping[str, Any] | None = None
         return f.code not in SYMPTOMS and (f.severity >= Severity.ERROR or bool(out[i]))
 
     def reach(i: int) -> list[Step]:
-        """Every finding reachable from i, each with its parent on the longest chain (the graph is acyclic)."""
-        depth: dict[int, tuple[int, int, Link, bool]] = {}
+        """Every finding reachable from i, each with its parent on the longest chain of checked links (else the longest
+        chain); the graph is acyclic."""
+        best: dict[int, tuple[bool, int, int, Link]] = {}  # k -> (chain fully checked, depth, parent, link)
         order: list[int] = []
 
-        def visit(k: int, d: int, parent: int, link: Link, confirmed: bool) -> None:
-            if k in depth and depth[k][0] >= d:
+        def visit(k: int, checked: bool, d: int, parent: int, link: Link) -> None:
+            if k in best and best[k][:2] >= (checked, d):
                 return
-            if k not in depth:
+            if k not in best:
                 order.append(k)
-            depth[k] = (d, parent, link, confirmed)
+            best[k] = (checked, d, parent, link)
             for _, j, lk, ok, _ in out[k]:
-                visit(j, d + 1, k, lk, ok)
+                visit(j, checked and ok, d + 1, k, lk)
 
         for _, j, lk, ok, _ in out[i]:
-            visit(j, 1, i, lk, ok)
-        steps = [Step(items[k], items[depth[k][1]], depth[k][2], depth[k][0], depth[k][3]) for k in order]
+            visit(j, ok, 1, i, lk)
+        steps = [Step(items[k], items[best[k][2]], best[k][3], best[k][1], best[k][0]) for k in order]
         steps.sort(key=lambda s: (s.depth, -int(s.finding.severity), s.finding.code))
         return steps
 

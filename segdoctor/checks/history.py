@@ -867,12 +867,17 @@ class MetricCollapse(Check):
         if len(hits) > 1:
             evidence["also"] = ", ".join(x["name"] for x in hits[1:])
         f_share = None if ctx.background_share is None else 1.0 - float(ctx.background_share)
-        if fit == "everything-foreground":
+        article = "An" if label[:1] in "AEIOF" else "A"
+        measured_on_255 = h["kind"] != "fell" and ctx.data_finding("SD101") is not None
+        if measured_on_255:
+            why = (f"The {label} is measured against masks that store 255: no prediction in [0, 1] overlaps such a target "
+                   "as the metric counts it, so the value says nothing about what the model predicts.")
+        elif fit == "everything-foreground":
             why = (f"With {100 * f_share:.1f}% foreground, predicting foreground on every pixel scores {label} "
                    f"{expected:.3g}, and the log sits at {h['value']:.3g}: the model marks everything as foreground, "
                    "it has not learned the objects.")
         elif h["kind"] == "flat":
-            why = (f"A {label} that stays at {h['value']:.3g} for the whole run means the model is not learning the objects.")
+            why = (f"{article} {label} that stays at {h['value']:.3g} for the whole run means the model is not learning the objects.")
             if fit == "blank":
                 why += " With the foreground share of the data it fits blank predictions, not foreground everywhere."
             elif fit == "neither" and expected is not None:
@@ -882,12 +887,10 @@ class MetricCollapse(Check):
                 why += (" It may be blank predictions or foreground everywhere: with --data DIR (the foreground share) "
                         "the finding says which one the numbers fit.")
         else:
-            why = (f"A {label} near 0 means (almost) no predicted foreground pixel overlaps the true foreground: "
+            why = (f"{article} {label} near 0 means (almost) no predicted foreground pixel overlaps the true foreground: "
                    "the model has settled on predicting background.")
             if fit == "blank" and expected is not None:
                 why += f" Predicting foreground everywhere would score {expected:.3g} here, so the numbers fit blank predictions."
-        if fit == "unknown" and ctx.data_finding("SD101") is not None:
-            why += " With 0/255 targets the logged value cannot tell blank predictions from foreground everywhere."
         related = ["SD101", "SD151", "SD501", "SD407"] + (["SD508", "SD401"] if fit == "everything-foreground" else [])
         nan_losses = [n for n in ctx.columns(curves.LOSS) if np.any(np.isnan(ctx.values(n)) & ~ctx.history.is_missing(n))]
         if nan_losses:
