@@ -1,4 +1,4 @@
-"""The diagnosis table (segdoctor/diagnosis.py) and its evaluation on findings built by hand.
+"""The diagnosis table (segdoctor/diagnosis/links.py) and its evaluation on findings built by hand.
 
 Every link is exercised: it explains its effect when its conditions hold, and not when one fails.
 The end-to-end failure chains (real models, data and logs) are in test_diagnosis_chains.py.
