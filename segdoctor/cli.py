@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -100,7 +99,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     lc = sub.add_parser("list-checks", help="list every check: code, name, severity, scope and one line")
     lc.add_argument("--scope", choices=("data", "model", "predictions", "history", "pipeline"), help="only checks of this scope")
     ex = sub.add_parser("explain", help="show a check's documentation: what it detects, why it matters, how to fix")
-    ex.add_argument("check", metavar="CODE|NAME")
+    ex.add_argument("check", metavar="CODE|NAME", nargs="?")
+    ex.add_argument("--links", action="store_true", help="list every causal link the diagnosis uses (this check's, with CODE)")
+    sub.add_parser("schema", help="print the JSON Schema of the --json report (segdoctor.report/1)")
     return parser, modules
 
 
@@ -114,12 +115,31 @@ def _list_checks(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from segdoctor.diagnosis import links_of, links_text
+    from segdoctor.errors import UsageError
     from segdoctor.registry import get_check
 
+    if args.check is None:
+        if not args.links:
+            raise UsageError("explain: expected a check code or name (e.g. `segdoctor explain SD101`), or --links for the causal links.")
+        print(links_text())
+        return EXIT_OK
     c = get_check(args.check)
+    if args.links:
+        print(links_of(c.code))
+        return EXIT_OK
     aliases = f" (aliases: {', '.join(c.aliases)})" if c.aliases else ""
     print(f"{c.code} {c.name}{aliases}\nseverity: {c.severity.label}    scope: {c.scope}\n")
     print(c.documentation())
+    print()
+    print(links_of(c.code))
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from segdoctor.report.json_writer import schema_text
+
+    print(schema_text(), end="")
     return EXIT_OK
 
 
@@ -152,25 +172,14 @@ class _PrintableFormatter(logging.Formatter):
 
 
 def _print_summary(report, args: argparse.Namespace, written: list[str]) -> None:
-    counts = report.counts
-    written = [_printable(path) for path in written]
-    print(_printable(report.verdict))
-    if args.quiet:
-        for path in written:
-            print(f"Report: {path}")
-        return
-    print(f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info")
+    from segdoctor.report.terminal import summary_lines
+
     width = max(60, min(os.get_terminal_size().columns if sys.stdout.isatty() else 100, 120))
-    for f in report.findings[:10]:
-        line = f"  {f.severity.label.upper():<7} {f.code} {f.title}"
-        print(_printable(textwrap.shorten(line, width=width, placeholder=" …")))
-    if len(report.findings) > 10:
-        print(f"  … and {len(report.findings) - 10} more in the report")
-    crashed = [c for c in report.checks if c.status == "crashed"]
-    for c in crashed:
-        print(_printable(f"  check {c.code} could not run: {c.message}"))
+    # the first line is the verdict: it names the root cause when the run found one
+    for line in summary_lines(report, width=width, quiet=args.quiet):
+        print(_printable(line))
     for path in written:
-        print(f"Report: {path}")
+        print(_printable(f"Report: {path}"))
 
 
 def _write_outputs(report, args: argparse.Namespace) -> list[str]:
@@ -211,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list_checks(args)
         if args.command == "explain":
             return _explain(args)
+        if args.command == "schema":
+            return _schema(args)
         _check_output_paths(args, modules[args.command])
         if args.command == "check-data":
             from segdoctor.allocator import tune_allocator

@@ -66,6 +66,8 @@ class Finding:
     files: tuple[str, ...] = ()
     figures: tuple[Figure, ...] = ()
     related: tuple[str, ...] = ()
+    #: what is wrong with each file, by path (a subset of ``files``); ``files`` holds the paths alone
+    file_details: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class Finding:
             "fix": self.fix,
             "snippet": self.snippet,
             "files": list(self.files),
+            "file_details": dict(self.file_details),
             "related": list(self.related),
         }
 

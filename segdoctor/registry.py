@@ -69,8 +69,10 @@ class Check:
         figures: Iterable[Figure] = (),
         severity: Severity | None = None,
         related: Iterable[str] = (),
+        file_details: dict[str, str] | None = None,
     ) -> Finding:
-        """Build a finding carrying this check's code and name."""
+        """Build a finding carrying this check's code and name. ``files`` are paths only, exactly as they exist
+        (relative to the dataset); what is wrong with each goes in ``file_details`` ({path: reason})."""
         return Finding(
             code=self.code,
             name=self.name,
@@ -83,6 +85,7 @@ class Check:
             files=tuple(str(f) for f in files),
             figures=tuple(figures),
             related=tuple(related),
+            file_details=dict(file_details or {}),
         )
 
 

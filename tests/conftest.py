@@ -24,3 +24,41 @@ def realdata_path(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"real data {p} is absent (set SEGDOCTOR_REALDATA to the realdata folder)")
     return p
+
+
+# --- every report a test writes validates against the published JSON Schema --------------------------
+
+_VALIDATED: set[Path] = set()
+
+
+def _report_errors(folder: Path) -> list[str]:
+    from report_schema import is_report, report_errors
+
+    errors = []
+    for path in sorted(folder.rglob("*.json")):
+        if path in _VALIDATED or not path.is_file() or path.is_symlink():
+            continue
+        _VALIDATED.add(path)
+        doc = is_report(path)
+        if doc is not None:
+            errors += [f"{path}: {e}" for e in report_errors(doc)]
+    return errors
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After each test that has a tmp_path: every segdoctor report JSON written there follows the schema."""
+    result = yield
+    folder = getattr(item, "funcargs", {}).get("tmp_path")
+    if folder is not None:
+        errors = _report_errors(Path(folder))
+        assert not errors, "reports that do not follow segdoctor/report/report.schema.json:\n" + "\n".join(errors[:10])
+    return result
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_reports_follow_the_schema(tmp_path_factory):
+    """At the end: the reports written under module or session temporary folders too."""
+    yield
+    errors = _report_errors(tmp_path_factory.getbasetemp())
+    assert not errors, "reports that do not follow segdoctor/report/report.schema.json:\n" + "\n".join(errors[:10])

@@ -418,3 +418,63 @@ def test_sd605_collapse_to_a_few_percent_after_a_good_peak():
     assert "fell from 0.72" in f.title and f.severity == Severity.ERROR
     # a dip to 0.3 is not a collapse
     assert "SD605" not in codes({"loss": np.linspace(1, 0.5, 8), "iou": [0.2, 0.5, 0.7, 0.72, 0.4, 0.3, 0.3, 0.31]})
+
+
+# --- precision: frozen by exact repetition; a flat small Dice is a collapse; blank vs foreground everywhere ---
+
+
+def test_sd610_exact_repetition_in_a_short_log_is_frozen():
+    # three epochs, the same accuracy to the last digit while the loss falls 40%: frozen, however short the log
+    f = only({"loss": [0.5, 0.4, 0.3], "accuracy": [0.9587, 0.9587, 0.9587]}, "SD610")
+    assert f.evidence["frozen_epochs"] == 3 and f.evidence["kind"] == "accuracy"
+    # a 2-epoch log at full precision: a live metric never repeats to 8 digits
+    assert "SD610" in codes({"loss": [0.5, 0.3], "val_accuracy": [0.98812866, 0.98812866]})
+
+
+def test_sd610_is_not_fooled_by_rounding_saturation_or_movement():
+    # two equal values rounded to 4 digits can repeat by chance
+    assert "SD610" not in codes({"loss": [0.5, 0.3], "accuracy": [0.9881, 0.9881]})
+    # a change in the last digit is movement
+    assert "SD610" not in codes({"loss": [0.5, 0.4, 0.3], "accuracy": [0.95871, 0.95872, 0.95871]})
+    # perfect on this split while the loss keeps falling: growing confidence, not a frozen metric
+    assert "SD610" not in codes({"loss": [0.3, 0.1, 0.05, 0.03], "val_iou": [1.0, 1.0, 1.0, 1.0]})
+    # the loss does not move either: nothing to contrast
+    assert "SD610" not in codes({"loss": [0.3, 0.3, 0.3], "accuracy": [0.9, 0.9, 0.9]})
+
+
+@pytest.mark.parametrize("loss", [
+    [0.41, 0.4, 0.395, 0.39, 0.388],             # plain (cross-entropy) loss
+    [-0.023, -0.0231, -0.0229, -0.023, -0.0232],  # -Dice: negative by design
+    [0.977, 0.9769, 0.9771, 0.977, 0.9768],       # 1 - Dice
+])
+def test_sd605_flat_at_a_small_nonzero_dice_is_a_collapse_whatever_the_loss_sign(loss):
+    f = only({"loss": loss, "dice_coef": [0.023, 0.0231, 0.0229, 0.023, 0.0232]}, "SD605")
+    assert f.severity == Severity.ERROR and f.evidence["kind"] == "flat"
+    assert "stayed at 0.023 for all 5 epochs" in f.title
+    assert f.evidence["fits"] == "unknown" and "--data" in f.why
+
+
+def test_sd605_with_the_foreground_share_tells_foreground_everywhere_from_blank():
+    f_share = 0.012  # 1.2% foreground: foreground everywhere scores Dice 2f/(1+f) = 0.0237, IoU f = 0.012
+    everywhere = only({"loss": [0.41, 0.4, 0.395, 0.39], "dice_coef": [0.0232, 0.0235, 0.0231, 0.0234]}, "SD605",
+                      background_share=1 - f_share)
+    assert everywhere.evidence["fits"] == "everything-foreground"
+    assert "the score of predicting foreground everywhere" in everywhere.title
+    assert "SD508" in everywhere.related and "0/255" in everywhere.fix
+    iou = only({"loss": [0.41, 0.4, 0.395, 0.39], "iou": [0.0118, 0.012, 0.0119, 0.0121]}, "SD605", background_share=1 - f_share)
+    assert iou.evidence["fits"] == "everything-foreground"
+    blank = only({"loss": [0.41, 0.4, 0.395, 0.39], "dice_coef": [0.0, 0.0, 0.0, 0.0]}, "SD605", background_share=1 - f_share)
+    assert blank.evidence["fits"] == "blank" and "blank predictions" in blank.title and "0.0237" in blank.why
+    neither = only({"loss": [0.41, 0.4, 0.395, 0.39], "dice_coef": [0.07, 0.071, 0.069, 0.07]}, "SD605", background_share=1 - f_share)
+    assert neither.evidence["fits"] == "neither" and "not learning the objects" in neither.title
+
+
+def test_sd605_quiet_on_a_small_dice_that_is_rising():
+    assert "SD605" not in codes({"loss": [0.6, 0.5, 0.42, 0.36, 0.3], "dice_coef": [0.02, 0.035, 0.05, 0.07, 0.09]})
+
+
+def test_sd601_and_sd604_state_what_the_diagnosis_reads():
+    assert only({"loss": [float("nan")] * 3}, "SD601").evidence["from_first_epoch"] is True
+    assert only({"loss": [0.5, 0.4, float("nan")]}, "SD601").evidence["from_first_epoch"] is False
+    plateau = only({"loss": [0.0663, 0.0661, 0.066, 0.0662, 0.0661]}, "SD604", background_share=0.988)
+    assert plateau.evidence["at_constant_predictor"] is True

@@ -42,7 +42,10 @@ def test_error_finding_exits_1_and_writes_json_and_html(tmp_path, main, capsys):
     assert all({"code", "status", "seconds"} <= set(c) for c in report["checks"])
     html = out_html.read_text()
     assert "SD605" in html and "data:image/png;base64," in html and "Columns recognised" in html
-    assert "Not ready to train" in capsys.readouterr().out
+    # a symptom with no cause in the log alone: the first line says so, and what to add
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert "(SD605)" in first_line and "cannot tell why" in first_line and "--data DIR" in first_line
+    assert report["diagnosis"] == []
 
 
 def test_healthy_log_exits_0_and_fail_on_controls_the_exit(tmp_path, main):

@@ -169,11 +169,12 @@ def hostile(tmp_path):
 
 
 def reported_files(doc: dict) -> dict[str, set[str]]:
-    """dataset-relative path -> codes of the findings that list it (SD001 lists 'path: reason')."""
+    """dataset-relative path -> codes of the findings that list it (paths only; reasons are in file_details)."""
     out: dict[str, set[str]] = {}
     for f in doc["findings"]:
+        assert set(f["file_details"]) <= set(f["files"]), f["code"]
         for entry in f["files"]:
-            out.setdefault(entry.split(": ")[0], set()).add(f["code"])
+            out.setdefault(entry, set()).add(f["code"])
     return out
 
 
@@ -213,7 +214,13 @@ def test_hostile_dataset_cli(hostile, tmp_path, monkeypatch, capsys):
     # the folder link back up the tree lists nothing twice: no phantom images/loop/... files, no unpaired files
     assert not [f for f in listed if "loop" in f]
     assert not {"SD002", "SD003"} & {f["code"] for f in doc["findings"]}
-    unreadable = {e.split(": ")[0] for f in doc["findings"] if f["code"] == "SD001" for e in f["files"]}
+    unreadable = {e for f in doc["findings"] if f["code"] == "SD001" for e in f["files"]}
+    sd001 = next(f for f in doc["findings"] if f["code"] == "SD001")
+    assert set(sd001["file_details"]) == set(sd001["files"]) and all(sd001["file_details"].values())
+    # every listed path is a file under the dataset, exactly as named (names that are not UTF-8 are shown escaped)
+    for path in listed:
+        if _display(NON_UTF8) not in path:
+            assert (root / path).exists() or (root / path).is_symlink(), path
     for stem in expected["good"]:
         assert not any(Path(u).stem == _display(stem) for u in unreadable), f"good pair {stem} called unreadable"
 
@@ -267,7 +274,7 @@ def test_file_without_read_permission(tmp_path):
         report = check_data(root, jobs=1)
         sd001 = [f for f in report.findings if f.code == "SD001"]
         assert sd001, [(f.code, f.files) for f in report.findings]
-        assert [e for e in sd001[0].files if e.startswith("masks/c1.png:")] and len(sd001[0].files) == 1
+        assert sd001[0].files == ("masks/c1.png",) and sd001[0].file_details["masks/c1.png"]
     finally:
         os.chmod(locked, 0o644)
 

@@ -106,8 +106,8 @@ def test_sd001_unreadable_files_are_listed_and_the_scan_goes_on(tmp_path):
     assert f.severity is ERROR and f.name == "unreadable-file"
     assert f.title == "3 files cannot be decoded"
     assert f.evidence["unreadable"] == 3
-    listed = {x.split(":")[0]: x for x in f.files}
-    assert set(listed) == {"masks/case_000.png", "masks/case_001.png", "images/case_002.png"}
+    listed = f.file_details  # files are paths only; the reason of each is beside it
+    assert set(f.files) == set(listed) == {"masks/case_000.png", "masks/case_001.png", "images/case_002.png"}
     assert "empty" in listed["masks/case_000.png"]
     assert "not an image" in listed["images/case_002.png"]
     assert "truncated" in listed["masks/case_001.png"] or "corrupt" in listed["masks/case_001.png"]
@@ -171,7 +171,8 @@ def test_sd004_transposed_masks(tmp_path):
     assert f.severity is ERROR and f.name == "shape-mismatch"
     assert "transposed" in f.title
     assert "swapaxes" in f.snippet
-    assert len(f.files) == 3 and "image 64x48, mask 48x64" in f.files[0]
+    assert len(f.files) == 3 and "image 64x48, mask 48x64" in f.file_details[f.files[0]]
+    assert f.title == "All 3 pairs have image and mask of different sizes: 3 transposed (H and W swapped)"
 
 
 def test_sd004_integer_scale(tmp_path):
@@ -187,8 +188,9 @@ def test_sd004_only_the_mismatched_pair(tmp_path):
     dataset(tmp_path, [binary_mask(i) for i in range(3)])
     save(tmp_path / "masks" / "case_001.png", binary_mask(1, size=50))
     f = by_code(run(tmp_path), "SD004")
-    assert f.files == ("masks/case_001.png: image 64x64, mask 50x50 (different size)",)
-    assert f.title.startswith("1 of 3 pairs")
+    assert f.files == ("masks/case_001.png",)
+    assert f.file_details == {"masks/case_001.png": "image 64x64, mask 50x50 (different size)"}
+    assert f.title == "1 of 3 pairs have image and mask of different sizes"  # no "(different size)" repeated
 
 
 def test_sd004_passes_on_equal_sizes(tmp_path):

@@ -32,7 +32,10 @@ def test_blank_sample_model_fails_with_json_and_html(tmp_path, capsys):
     assert {c["code"] for c in report["checks"]} >= {f"SD40{i}" for i in range(1, 9)} | {f"SD50{i}" for i in range(1, 9)}
     text = html.read_text()
     assert "Worst images by Dice" in text and "blank prediction" in text and "data:image/png;base64," in text
-    assert "Not ready" in capsys.readouterr().out
+    # the verdict speaks about a trained model, and names the root cause, not the worst symptom
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("The model predicts blank masks (SD501) because") and "(SD151)" in first_line
+    assert [c["cause"] for c in report["diagnosis"]] == ["SD151"]
 
 
 def test_healthy_sample_model_passes(tmp_path):

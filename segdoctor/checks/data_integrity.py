@@ -44,7 +44,8 @@ class UnreadableFile(Check):
                       "first": f"{bad[0][0]}: {bad[0][1]}"},
             why="A loader that reaches one of these files crashes mid-epoch, or silently trains on a blank image or mask.",
             fix="Re-export these files from their source (or delete them and their partner file); the rest of the dataset was analysed.",
-            files=[f"{path}: {reason}" for path, reason in bad],
+            files=[path for path, _ in bad],
+            file_details=dict(bad),
         )
 
 
@@ -169,15 +170,20 @@ class ShapeMismatch(Check):
                        "mask = Image.open(mask_path)\n"
                        "mask = mask.resize(Image.open(image_path).size, resample=Image.NEAREST)\n"
                        "# or in TensorFlow: tf.image.resize(mask, size, method='nearest')")
+        # "different size" says nothing the title does not; named kinds (transposed, 2x smaller) are worth a count
+        named = [f"{n} {k}" for k, n in kinds.most_common() if k != "different size"]
+        if named and kinds["different size"]:
+            named.append(f"{kinds['different size']} otherwise")
         yield self.finding(
-            title=f"{of(len(bad), total)} pairs have image and mask of different sizes ({top})",
+            title=f"{of(len(bad), total)} pairs have image and mask of different sizes" + (f": {', '.join(named)}" if named else ""),
             evidence={"mismatched_pairs": len(bad), "pairs": total, **{k: n for k, n in kinds.most_common(4)},
-                      "first": bad[0][1],
+                      "first": f"{ctx.dataset.display(bad[0][0].mask)}: {bad[0][1]}",
                       # the repair (segdoctor fix) swaps the axes of these masks
                       **({"transposed_masks": [ctx.dataset.display(p.mask) for p in transposed]} if transposed else {})},
             why="Stretching or cropping a mask to its image misplaces every boundary; some loaders crash instead.",
             fix=fix, snippet=snippet,
-            files=[f"{ctx.dataset.display(p.mask)}: {d}" for p, d in bad],
+            files=[ctx.dataset.display(p.mask) for p, _ in bad],
+            file_details={ctx.dataset.display(p.mask): d for p, d in bad},
             figures=[example_pairs([p for p, _ in bad], "Pairs whose sizes differ")],
         )
 

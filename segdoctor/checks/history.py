@@ -30,6 +30,13 @@ ESSENTIALLY_ZERO_OVERLAP = 1e-3
 RISEN_OVERLAP = 0.1
 #: ... and has collapsed when it ends below this and below a tenth of its peak
 COLLAPSED_AFTER_PEAK = 0.05
+#: a Dice/IoU that stays below this for the whole run (>= 3 epochs), flat within FLAT_SPREAD of its median
+#: (plus rounding), has collapsed whatever its value: 0.1 is also SD502's collapse line for the mean Dice
+SMALL_OVERLAP = 0.1
+FLAT_SPREAD = 0.2
+#: with the foreground share f known, a collapsed Dice within this share of 2f/(1+f) (IoU: of f) is the score of
+#: predicting foreground everywhere; per-batch averaging keeps a metric a little below the pooled value
+ALL_FOREGROUND_MATCH = 0.25
 #: the accuracy trap: accuracy at least this high while the overlap metric is below TRAP_OVERLAP
 HIGH_ACCURACY = 0.9
 TRAP_OVERLAP = 0.05
@@ -66,8 +73,10 @@ STILL_IMPROVING = 0.05
 STILL_IMPROVING_TAU = -0.6
 #: SD609: tolerance for rounding before a Dice/IoU/accuracy counts as outside [0, 1]
 RANGE_TOLERANCE = 1e-3
-#: SD610: identical (to 1e-6) for this many epochs while the loss moves by MOVING_LOSS
-FROZEN_EPOCHS = 5
+#: SD610: the same value repeated for this many epochs (2 suffice for a 2-epoch log at full precision: a live
+#: metric never repeats to 5 significant digits) while the loss moves by MOVING_LOSS
+FROZEN_EPOCHS = 3
+FULL_PRECISION_DIGITS = 5
 MOVING_LOSS = 0.05
 
 
@@ -273,6 +282,19 @@ class HistoryContext:
         )
 
 
+def _significant_digits(value: float) -> int:
+    """Significant digits in the shortest repr of ``value``: 4 for a log rounded to 0.9881, 8 for 0.98812866."""
+    text = repr(float(value)).lower().lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+    return len(text.rstrip("0"))
+
+
+def _repeats_needed(value: float, n_epochs: int) -> int:
+    """Epochs of exact repetition that make a metric frozen (SD610)."""
+    if n_epochs == 2 and _significant_digits(value) >= FULL_PRECISION_DIGITS:
+        return 2
+    return FROZEN_EPOCHS
+
+
 def _first(mask: np.ndarray) -> int:
     idx = np.flatnonzero(mask)
     return int(idx[0]) if idx.size else -1
@@ -346,11 +368,12 @@ class LossNan(Check):
         hits.sort(key=lambda h: (h[1], h[0]))
         name, first_bad, kind, count = hits[0]
         others = [h[0] for h in hits[1:]]
-        from_start = first_bad == 0
+        from_start = bool(first_bad == 0)
         y = ctx.values(name)
         before = y[:first_bad][np.isfinite(y[:first_bad])]
         evidence: dict = {"column": name, "first_bad_epoch": ctx.epoch(first_bad), "bad_epochs": count,
-                          "epochs": ctx.n, "value": kind, "other_columns": ", ".join(others) or "none"}
+                          "epochs": ctx.n, "value": kind, "other_columns": ", ".join(others) or "none",
+                          "from_first_epoch": from_start}
         if before.size:
             evidence["last_finite_value"] = float(before[-1])
         lr = ctx.lr_at(first_bad)
@@ -687,7 +710,8 @@ class LossPlateau(Check):
         if ctx.background_share is not None and form.form == curves.PLAIN:
             prior = _constant_predictor_bce(ctx.background_share)
             evidence["constant_predictor_bce"] = round(prior, 4)
-            if abs(level - prior) <= 0.1 * prior:
+            evidence["at_constant_predictor"] = bool(abs(level - prior) <= 0.1 * prior)
+            if evidence["at_constant_predictor"]:
                 title += f", at the BCE of a constant prediction ({_g(prior)})"
                 why += (f" It sits at {_g(level)}, the cross-entropy of predicting the foreground share "
                         f"{100 * (1 - ctx.background_share):.1f}% everywhere: the model outputs a constant.")
@@ -746,19 +770,27 @@ class LossPlateau(Check):
 
 @register
 class MetricCollapse(Check):
-    """A Dice/IoU/F1 metric stays near 0, or falls to near 0 after rising: blank predictions.
+    """A Dice/IoU/F1 metric stays near 0 or flat at a small value, or falls to near 0 after rising.
 
-    *Why it matters:* an overlap near 0 means the model predicts (almost) no foreground pixel. It is
-    what heavy class imbalance, 0/255 masks, a NaN loss or a loss that rewards background produce.
+    *Why it matters:* an overlap near 0 means the model predicts (almost) no foreground pixel; one
+    that sits still at a small non-zero value for the whole run means the model is not learning the
+    objects either, often because it predicts foreground everywhere. It is what heavy class
+    imbalance, 0/255 masks, a NaN loss, softmax on one channel or a loss that rewards background produce.
 
     *How to fix:* run ``segdoctor check-data`` on the masks (0/255 masks SD101, imbalance SD151),
     train with a loss that rewards the foreground (Dice + BCE, focal), and lower the LR if the metric
     fell after rising.
 
     Thresholds: every logged value below 0.01; with one or two epochs only, below 1e-3 for an error
-    (4e-11 is the smooth term alone) and a warning otherwise. After a peak >= 0.1, the last two
-    values below 0.05 and below a tenth of the peak (one such value: a warning). Values outside [0, 1] are left to SD609. Calibrated on dice_zero (0.0 in all 5
-    epochs) and nan_loss (val IoU 1.7e-7 while the loss is NaN); quiet on healthy_control (0.27–0.83).
+    (4e-11 is the smooth term alone) and a warning otherwise. Every value below 0.1 over >= 3 epochs
+    with a spread under 20% of the median (+0.002 for rounding), whatever the loss's sign convention.
+    After a peak >= 0.1, the last two values below 0.05 and below a tenth of the peak (one such value:
+    a warning). Values outside [0, 1] are left to SD609. With ``--data`` (foreground share f) the
+    value is matched to blank predictions (Dice and IoU near 0) or to foreground predicted everywhere
+    (Dice 2f/(1+f), IoU f, within 25%: per-batch averaging keeps a logged metric a little below the
+    pooled value), and the finding says which one the numbers fit. Calibrated on dice_zero (0.0 in
+    all 5 epochs) and nan_loss (val IoU 1.7e-7 while the loss is NaN); quiet on healthy_control
+    (0.27–0.83).
     """
 
     code = "SD605"
@@ -781,6 +813,12 @@ class MetricCollapse(Check):
                 hits.append({"name": name, "kind": "throughout", "i0": int(idx[0]), "i1": int(idx[-1]),
                              "value": float(v.max()), "count": int(idx.size), "severity": severity})
                 continue
+            median = float(np.median(v))
+            if idx.size >= 3 and v.max() < SMALL_OVERLAP and np.ptp(v) <= FLAT_SPREAD * median + 0.002:
+                # flat at a small non-zero value for the whole run: no learning, whatever the loss does
+                hits.append({"name": name, "kind": "flat", "i0": int(idx[0]), "i1": int(idx[-1]),
+                             "value": median, "count": int(idx.size), "severity": Severity.ERROR})
+                continue
             peak = int(np.argmax(v))
             if v[peak] >= RISEN_OVERLAP:
                 tail = v[peak + 1:]
@@ -798,7 +836,13 @@ class MetricCollapse(Check):
         h = hits[0]
         name = h["name"]
         label = ctx.roles[name].label
-        if h["kind"] == "throughout":
+        fit, expected = self._fit(ctx, name, h)
+        if h["kind"] == "flat":
+            span_text = f"all {h['count']} epochs" if h["count"] == ctx.n else f"the {h['count']} epochs with a value in [0, 1] (of {ctx.n})"
+            title = f"{label} ({name}) stayed at {h['value']:.3g} for {span_text}: "
+            title += {"everything-foreground": "the score of predicting foreground everywhere",
+                      "blank": "blank predictions are likely"}.get(fit, "the model is not learning the objects")
+        elif h["kind"] == "throughout":
             n_ep = h["count"]
             if n_ep == ctx.n:
                 span_text = f"all {n_ep} epochs" if n_ep > 1 else "the only epoch"
@@ -810,13 +854,45 @@ class MetricCollapse(Check):
         else:
             title = (f"{label} ({name}) fell from {h['peak']:.2f} (epoch {ctx.epoch(h['peak_index'])}) to {h['value']:.2f} "
                      f"({ctx.epoch_range(h['i0'], h['i1'])}): the model stopped predicting foreground")
-        evidence = {"column": name, "value": h["value"], "near_zero_below": NEAR_ZERO_OVERLAP,
-                    "epochs_near_zero": h["count"], "epochs": ctx.n}
+        if h["kind"] == "throughout" and fit == "everything-foreground":
+            title = title.replace("blank predictions are likely", "the score of predicting foreground everywhere")
+        elif h["kind"] != "fell" and ctx.data_finding("SD101") is not None:
+            # measured against targets of 255, the value says nothing about what the model predicts
+            title = title.replace("blank predictions are likely", "the masks it is measured against store 255 (SD101)")
+            title = title.replace("the model is not learning the objects", "the masks it is measured against store 255 (SD101)")
+        evidence = {"column": name, "value": h["value"], "kind": h["kind"], "near_zero_below": NEAR_ZERO_OVERLAP,
+                    "epochs_near_zero": h["count"], "epochs": ctx.n, "fits": fit}
+        if expected is not None:
+            evidence[f"{label}_if_foreground_everywhere"] = round(expected, 5)
+            evidence["foreground_share"] = round(1.0 - float(ctx.background_share), 5)
         if len(hits) > 1:
             evidence["also"] = ", ".join(x["name"] for x in hits[1:])
-        why = (f"A {label} near 0 means (almost) no predicted foreground pixel overlaps the true foreground: "
-               "the model has settled on predicting background.")
-        related = ["SD101", "SD151", "SD501", "SD407"]
+        f_share = None if ctx.background_share is None else 1.0 - float(ctx.background_share)
+        article = "An" if label[:1] in "AEIOF" else "A"
+        measured_on_255 = h["kind"] != "fell" and ctx.data_finding("SD101") is not None
+        if measured_on_255:
+            why = (f"The {label} is measured against masks that store 255: no prediction in [0, 1] overlaps such a target "
+                   "as the metric counts it, so the value says nothing about what the model predicts.")
+        elif fit == "everything-foreground":
+            why = (f"With {100 * f_share:.1f}% foreground, predicting foreground on every pixel scores {label} "
+                   f"{expected:.3g}, and the log sits at {h['value']:.3g}: the model marks everything as foreground, "
+                   "it has not learned the objects.")
+        elif h["kind"] == "flat":
+            why = (f"{article} {label} that stays at {h['value']:.3g} for the whole run means the model is not learning the objects.")
+            if fit == "blank":
+                why += " With the foreground share of the data it fits blank predictions, not foreground everywhere."
+            elif fit == "neither" and expected is not None:
+                why += (f" It is neither blank predictions (0) nor foreground everywhere ({expected:.3g} for "
+                        f"{100 * f_share:.1f}% foreground).")
+            else:
+                why += (" It may be blank predictions or foreground everywhere: with --data DIR (the foreground share) "
+                        "the finding says which one the numbers fit.")
+        else:
+            why = (f"{article} {label} near 0 means (almost) no predicted foreground pixel overlaps the true foreground: "
+                   "the model has settled on predicting background.")
+            if fit == "blank" and expected is not None:
+                why += f" Predicting foreground everywhere would score {expected:.3g} here, so the numbers fit blank predictions."
+        related = ["SD101", "SD151", "SD501", "SD407"] + (["SD508", "SD401"] if fit == "everything-foreground" else [])
         nan_losses = [n for n in ctx.columns(curves.LOSS) if np.any(np.isnan(ctx.values(n)) & ~ctx.history.is_missing(n))]
         if nan_losses:
             why += f" The loss ({nan_losses[0]}) is NaN in this log, so the predictions are NaN and threshold to blank: fix SD601 first."
@@ -832,8 +908,13 @@ class MetricCollapse(Check):
                 why += f" The data checks found that {text} ({code}: {f.title})."
         if h["severity"] == Severity.WARNING:
             why += " With this few epochs it may still recover; watch the next epochs."
-        fix = ("Run `segdoctor check-data` on your masks (0/255 masks SD101, class imbalance SD151), then train with a "
-               "loss that rewards the foreground (Dice + BCE or focal) and monitor the foreground IoU.")
+        if fit == "everything-foreground":
+            fix = ("Check what makes every pixel foreground: masks stored as 0/255 (SD101, `segdoctor check-data`), a softmax "
+                   "over one channel (SD401, `segdoctor check-model`), or targets outside [0, 1] in the loss (SD609); then retrain "
+                   "with a loss that rewards overlap (Dice + BCE) and monitor the foreground IoU.")
+        else:
+            fix = ("Run `segdoctor check-data` on your masks (0/255 masks SD101, class imbalance SD151), then train with a "
+                   "loss that rewards the foreground (Dice + BCE or focal) and monitor the foreground IoU.")
         if h["kind"] == "fell":
             fix += " " + ctx.lr_advice(h["i0"])[0] + ": the metric collapsed after the model had learned something."
         yield self.finding(
@@ -841,6 +922,24 @@ class MetricCollapse(Check):
             severity=h["severity"], related=related,
             figures=[ctx.metric_figure(spans=[ctx.span(h["i0"], h["i1"], f"{label} ≈ 0")])],
         )
+
+
+    @staticmethod
+    def _fit(ctx: HistoryContext, name: str, hit: dict) -> tuple[str, float | None]:
+        """Which collapse the numbers fit, with the foreground share f of the data: "blank" (Dice and IoU near 0),
+        "everything-foreground" (Dice 2f/(1+f), IoU f), "neither", or "unknown" (f not known, or 0/255 targets)."""
+        if hit["kind"] == "fell" or ctx.background_share is None or ctx.data_finding("SD101") is not None:
+            return "unknown", None
+        f = 1.0 - float(ctx.background_share)
+        if not 0.0 < f < 1.0:
+            return "unknown", None
+        expected = f if ctx.roles[name].kind == curves.IOU else 2 * f / (1 + f)
+        value = float(hit["value"])
+        if abs(value - expected) <= ALL_FOREGROUND_MATCH * expected:
+            return "everything-foreground", expected
+        if value < min(NEAR_ZERO_OVERLAP, 0.5 * expected):
+            return "blank", expected
+        return "neither", expected
 
 
 # --- SD606 -----------------------------------------------------------------------------------------
@@ -1196,7 +1295,7 @@ class MetricOutOfRange(Check):
 
 @register
 class MetricFrozen(Check):
-    """A metric stays at exactly the same value for many epochs while the loss moves.
+    """A metric repeats exactly the same value, epoch after epoch, while the loss moves.
 
     *Why it matters:* a metric that cannot change while the loss does is not measuring the model:
     it is broken (wrong reduction axes, thresholding a constant) or the labels are degenerate
@@ -1205,8 +1304,12 @@ class MetricFrozen(Check):
     *How to fix:* check the metric implementation (``segdoctor check-model --custom-objects``, SD407)
     and the labels (``segdoctor check-data``).
 
-    Thresholds: identical within 1e-6 (relative) for >= 5 consecutive epochs while a loss of the same
-    split changes by >= 5% over those epochs. A Dice/IoU frozen near 0 is reported by SD605 instead.
+    Thresholds: judged by exact repetition, not by the length of the log: the same value (to the last
+    digit logged) for >= 3 consecutive epochs, or for both epochs of a 2-epoch log when the values carry
+    >= 5 significant digits (a live metric at full precision never repeats), while a loss of the same
+    split changes by >= 5% over those epochs. A metric at its perfect value (1.0) while the loss falls
+    is a model growing more confident, not a frozen metric. A Dice/IoU frozen near 0, or below 0.1 for
+    the whole run, is reported by SD605 instead.
     """
 
     code = "SD610"
@@ -1219,13 +1322,15 @@ class MetricFrozen(Check):
             if role.kind in (curves.LOSS, curves.LR):
                 continue
             y = ctx.values(name)
-            scale = float(np.nanmax(np.abs(y))) if np.isfinite(y).any() else 0.0
-            for a, b in curves.frozen_runs(y, tolerance=1e-6 * max(1.0, scale)):
-                if b - a + 1 < FROZEN_EPOCHS:
-                    continue
+            finite = np.flatnonzero(np.isfinite(y))
+            for a, b in curves.frozen_runs(y, tolerance=0.0):
                 value = float(y[a])
+                if b - a + 1 < _repeats_needed(value, ctx.n):
+                    continue
                 if role.is_overlap and value < NEAR_ZERO_OVERLAP:
                     continue
+                if role.is_overlap and value < SMALL_OVERLAP and finite.size and (a, b) == (int(finite[0]), int(finite[-1])):
+                    continue  # flat below 0.1 for the whole run: SD605
                 loss = ctx.main_loss(role.split) or ctx.main_loss("train")
                 if loss is None:
                     continue
@@ -1237,13 +1342,15 @@ class MetricFrozen(Check):
                 moved = float(np.ptp(lv)) / level
                 if moved < MOVING_LOSS:
                     continue
+                if value >= 1.0 and role.kind in (curves.DICE, curves.IOU, curves.ACCURACY) and lv[-1] < lv[0]:
+                    continue  # perfect on this split, and the loss falls as the model grows more confident
                 why = "A metric that cannot move while the loss does is not measuring the model."
                 if ctx.background_share is not None and role.kind == curves.ACCURACY and abs(value - ctx.background_share) <= BACKGROUND_SHARE_MATCH:
                     why += f" {value:.4f} is the background share of the data: the model outputs a constant."
                 yield self.finding(
                     title=f"{name} stayed at {value:.4g} for {b - a + 1} epochs ({ctx.epoch_range(a, b)}) while {loss} moved {_pct(moved)}",
                     evidence={"column": name, "value": value, "frozen_epochs": b - a + 1, "loss": loss,
-                              "loss_relative_range": round(moved, 4)},
+                              "loss_relative_range": round(moved, 4), "kind": role.kind},
                     why=why,
                     fix=("Check the metric implementation (`segdoctor check-model MODEL --custom-objects FILE`) and the labels "
                          "(`segdoctor check-data DIR`)."),

@@ -112,7 +112,7 @@ def check_data(
     ctx = DataContext(ds, records, DataOptions(num_classes=num_classes, jobs=jobs, sample=sample,
                                                images=images, masks=masks, mask_pattern=mask_pattern))
     findings, statuses = run_checks(checks, {"data": ctx})
-    report = Report(command=NAME, target=str(path), findings=findings, checks=statuses)
+    report = Report(command=NAME, target=str(path), findings=findings, checks=statuses, inputs={"data": str(path)})
     report.facts.update(dataset_facts(ctx))
     report.notes.extend(ds.notes)
     report.notes.extend(stack_notes(ctx))

@@ -132,6 +132,23 @@ def history_section(ctx: Any) -> Section:
                    tables=(table,), figures=tuple(figures), facts=tuple(facts))
 
 
+def history_facts(history: History) -> dict[str, Any]:
+    """What the diagnosis reads from a log: the form of its training loss and its highest learning rate."""
+    from segdoctor.checks.history import HistoryContext
+
+    ctx = HistoryContext(history)
+    facts: dict[str, Any] = {}
+    loss = ctx.main_loss("train") or ctx.main_loss("val")
+    if loss is not None:
+        facts["log_loss_form"] = ctx.loss_forms[loss].form
+    if ctx.lr_name:
+        lr = ctx.values(ctx.lr_name)
+        lr = lr[np.isfinite(lr)]
+        if lr.size:
+            facts["log_learning_rate_max"] = float(lr.max())
+    return facts
+
+
 def background_share_from(data_report: Report) -> float | None:
     """The background share a data report states: ``facts['background_share']`` or ``1 - foreground_share``,
     else the SD151 evidence."""
@@ -175,11 +192,14 @@ def check_history(
         select=select, ignore=ignore,
     )
     report = Report(command=NAME, target=str(path), findings=findings, checks=statuses, sections=sections,
-                    facts={"epochs": history.n_epochs, "format": history.format})
+                    facts={"epochs": history.n_epochs, "format": history.format, **history_facts(history)},
+                    inputs={"history": str(path), **({"data": str(data_dir)} if data_dir is not None else {})})
     if data_report is not None:
         report.add(data_report.findings, data_report.checks)
         report.sections.extend(data_report.sections)
         report.notes.extend(data_report.notes)
+        if background_share is not None:
+            report.facts["background_share"] = round(background_share, 4)
         if background_share is None:
             report.notes.append(f"The data checks on {data_dir} gave no background share; SD604/SD606 judged the log alone.")
     return report

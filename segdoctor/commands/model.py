@@ -221,6 +221,8 @@ def check_model(
     loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
     spec = describe_model(loaded)
     report = Report(command=NAME, target=str(path))
+    report.inputs.update({"model": str(path), **({"data": str(data)} if data is not None else {}),
+                          **({"history": str(history)} if history is not None else {})})
     report.notes.extend(loaded.notes)
     report.facts.update({"model": Path(path).name, "output_shape": str(spec.output_shape), "head": spec.head_activation})
     if len(spec.output_keys) > 1:
@@ -228,6 +230,13 @@ def check_model(
         report.notes.append(f"The model has {len(spec.output_keys)} outputs ({', '.join(repr(k) for k in spec.output_keys)}); "
                             f"the checks analyse {spec.output_key!r}, {spec.output_reason}, with its own loss ({loss}).")
         report.facts["output_analysed"] = spec.output_key
+    # the compile config, as the diagnosis reads it (plain cross-entropy or an overlap loss; the learning rate)
+    if spec.loss is not None:
+        report.facts.update({"loss": spec.loss.name, "loss_family": spec.loss.family})
+    if spec.optimizer:
+        report.facts["optimizer"] = str(spec.optimizer)
+    if spec.learning_rate is not None:
+        report.facts["learning_rate"] = float(spec.learning_rate)
 
     data_findings: list[Finding] = []
     data_report: Report | None = None
@@ -243,6 +252,8 @@ def check_model(
             report.add(data_report.findings, data_report.checks)
             report.sections.extend(data_report.sections)
             report.notes.extend(data_report.notes)
+            if "background_share" in data_report.facts:
+                report.facts["background_share"] = data_report.facts["background_share"]
 
     result = None
     candidate: dict[str, float] = {}
@@ -294,6 +305,7 @@ def check_model(
                                                     select=select, ignore=ignore)
         report.add(diagnosis.findings, diagnosis.checks)
         report.sections.extend(diagnosis.sections)
+        report.facts.update(history_module.history_facts(history_log))
     return report
 
 

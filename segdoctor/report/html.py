@@ -73,24 +73,60 @@ def _figure_view(fig: Figure) -> dict[str, Any]:
     return {"title": fig.title, "caption": fig.caption, "src": data_uri(fig)}
 
 
+def _views(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The diagnosis and the findings as the template shows them: cause-first, each snippet printed once."""
+    from segdoctor.fix.suggest import repair_command
+
+    diagnosis = report.diagnosis
+    anchors = {id(f): f"{f.code}-{i}" for i, f in enumerate(diagnosis.findings, start=1)}
+    shown: dict[str, str] = {}  # snippet text -> where it was first printed
+    causes = []
+    for c in diagnosis.causes:
+        f = c.finding
+        snippet = f.snippet if f.snippet and f.snippet not in shown else None
+        if snippet:
+            shown[snippet] = f"the diagnosis (cause {c.rank}, {f.code})"
+        causes.append({
+            "c": c, "f": f, "anchor": anchors[id(f)], "snippet": snippet,
+            "steps": [{"parent": s.parent.code, "code": s.finding.code, "title": s.finding.title, "via": s.link.via,
+                       "anchor": anchors[id(s.finding)], "severity": s.finding.severity.label} for s in c.steps],
+        })
+    findings = []
+    for f in diagnosis.findings:
+        cause = diagnosis.cause_of(f)
+        is_root = cause is not None and cause.finding is f
+        snippet, snippet_ref, folded = f.snippet, None, False
+        if f.snippet and f.snippet in shown:
+            snippet, snippet_ref = None, shown[f.snippet]
+        elif f.snippet:
+            shown[f.snippet] = f"{f.code} above"
+            # a symptom's own code matters only if it remains after its cause's fix
+            folded = cause is not None and not is_root and bool(cause.finding.snippet)
+        findings.append(
+            {
+                "f": f,
+                "repair": repair_command(report, f),
+                "anchor": anchors[id(f)],
+                "root_of": cause if is_root else None,
+                "under": cause if (cause is not None and not is_root) else None,
+                "explained_by": list(diagnosis.explainers(f)),
+                "snippet": snippet,
+                "snippet_ref": snippet_ref,
+                "snippet_folded": folded,
+                "files_shown": [(path, f.file_details.get(path, "")) for path in f.files[:FILES_SHOWN]],
+                "files_more": max(0, len(f.files) - FILES_SHOWN),
+                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]],
+            }
+        )
+    return causes, findings
+
+
 def render_html(report: Report) -> str:
     from segdoctor import __version__
 
     env = _environment()
     css = (template_dir() / "report.css").read_text(encoding="utf-8")
-    from segdoctor.fix.suggest import repair_command
-
-    findings = []
-    for f in report.findings:
-        findings.append(
-            {
-                "f": f,
-                "repair": repair_command(report, f),
-                "files_shown": list(f.files[:FILES_SHOWN]),
-                "files_more": max(0, len(f.files) - FILES_SHOWN),
-                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]],
-            }
-        )
+    causes, findings = _views(report)
     sections = []
     for s in report.sections:
         sections.append({"s": s, "figures": [v for v in (_figure_view(x) for x in s.figures) if v["src"]]})
@@ -99,6 +135,7 @@ def render_html(report: Report) -> str:
         report=report,
         version=__version__,
         css=css,
+        causes=causes,
         findings=findings,
         sections=sections,
         counts=report.counts,

@@ -31,6 +31,17 @@ def _clean(value: Any) -> Any:
     return str(value)
 
 
+def schema_text() -> str:
+    """The JSON Schema every report validates against (``segdoctor schema`` prints it); shipped inside the package."""
+    from importlib.resources import files
+
+    return files("segdoctor.report").joinpath("report.schema.json").read_text(encoding="utf-8")
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(schema_text())
+
+
 def report_json(report: Report) -> dict[str, Any]:
     return _clean(report.to_json())
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from segdoctor.diagnosis import Diagnosis, diagnose, missing_inputs_hint
+from segdoctor.diagnosis import verdict as diagnosis_verdict
 from segdoctor.findings import Finding, Section, Severity
 from segdoctor.runner import CheckStatus
 
@@ -19,7 +21,11 @@ def _sort_key(f: Finding) -> tuple[int, str]:
 
 @dataclass
 class Report:
-    """The outcome of one command: findings ranked by severity, per-check status, overview sections."""
+    """The outcome of one command: findings, the diagnosis that ranks their root causes, per-check status, overview sections.
+
+    ``inputs`` names what the run read (``data``, ``model``, ``history``): the diagnosis says what to re-run, and
+    the files of data findings are relative to ``inputs['data']``.
+    """
 
     command: str
     target: str
@@ -28,6 +34,7 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
@@ -47,22 +54,37 @@ class Report:
         return out
 
     @property
+    def diagnosis(self) -> Diagnosis:
+        """Root causes ranked by how much of this run they explain; ``diagnosis.findings`` is the cause-first order."""
+        return diagnose(self.findings, self.facts, command=self.command, inputs=self.inputs)
+
+    @property
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
 
     @property
     def verdict(self) -> str:
+        """One line: the root cause when the run found one, else what the run found (or could not find)."""
+        d = self.diagnosis
+        named = diagnosis_verdict(d, command=self.command, facts=self.facts, findings=self.findings)
+        if named:
+            return named
         c = self.counts
         if c["error"]:
-            top = self.findings[0]
+            top = d.unexplained[0] if d.unexplained else self.findings[0]
             more = f" and {c['error'] - 1} more error(s)" if c["error"] > 1 else ""
-            return f"Not ready to train: {top.title} ({top.code}){more}."
+            return (f"{top.title} ({top.code}){more}; this run cannot tell why: "
+                    f"{missing_inputs_hint(self.command, self.inputs)}.")
+        dice = self.facts.get("mean_dice")
+        works = (f"The model works on this data: mean Dice {dice:.2f}" if self.command == "check-model"
+                 and isinstance(dice, (int, float)) and dice == dice else None)
         if c["warning"]:
-            return f"Usable, with {c['warning']} warning(s) likely to hurt results."
+            return (f"{works}, with {c['warning']} warning(s) likely to hurt results." if works
+                    else f"Usable, with {c['warning']} warning(s) likely to hurt results.")
         crashed = [s for s in self.checks if s.status == "crashed"]
         if crashed:
             return f"No problems found, but {len(crashed)} check(s) could not run."
-        return "No problems found."
+        return f"{works}; no problems found." if works else "No problems found."
 
     def fails(self, fail_on: str) -> bool:
         """True when a finding reaches the ``--fail-on`` level (``never`` never fails)."""
@@ -74,14 +96,17 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         from segdoctor import __version__
 
+        diagnosis = self.diagnosis
         return {
             "schema": SCHEMA,
             "tool": {"name": "segdoctor", "version": __version__},
             "command": self.command,
             "target": self.target,
             "created": self.created,
+            "inputs": dict(self.inputs),
             "summary": {"verdict": self.verdict, "counts": self.counts, **self.facts},
+            "diagnosis": [c.to_json() for c in diagnosis.causes],
             "notes": list(self.notes),
-            "findings": [f.to_json() for f in self.findings],
+            "findings": [{**f.to_json(), "explained_by": list(diagnosis.explainers(f))} for f in diagnosis.findings],
             "checks": [c.to_json() for c in self.checks],
         }
