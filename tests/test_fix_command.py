@@ -225,7 +225,8 @@ def test_transposed_masks_are_transposed_back(tmp_path):
     assert fix(src, tmp_path / "fixed2") == 1
     assert list(changed(tmp_path / "fixed2")) == ["masks/c1.png"]
     need = [n for n in manifest(tmp_path / "fixed2")["needs_you"] if n["code"] == "SD004"]
-    assert len(need) == 1 and need[0]["files"][0].startswith("masks/c2.png: ") and "nearest" in need[0]["reason"]
+    assert len(need) == 1 and need[0]["files"] == ["masks/c2.png"] and "nearest" in need[0]["reason"]
+    assert "image" in need[0]["file_details"]["masks/c2.png"]  # what is wrong with it travels beside the path
 
 
 def test_findings_without_repair_parameters_are_left_to_the_user(tmp_path):

@@ -82,10 +82,14 @@ class Outstanding:
     fix: str
     reason: str
     files: list[str] = field(default_factory=list)
+    file_details: dict[str, str] = field(default_factory=dict)  # what is wrong with each file, where the finding says
 
     def to_json(self) -> dict:
-        return {"code": self.code, "name": self.name, "severity": self.severity.label, "title": self.title,
-                "reason": self.reason, "fix": self.fix, "files": list(self.files)}
+        out = {"code": self.code, "name": self.name, "severity": self.severity.label, "title": self.title,
+               "reason": self.reason, "fix": self.fix, "files": list(self.files)}
+        if self.file_details:
+            out["file_details"] = dict(self.file_details)
+        return out
 
 
 @dataclass
@@ -106,7 +110,9 @@ def _plain_table(table) -> dict[int, int]:
 
 
 def _needs(f: Finding, reason: str, files: Iterable[str] | None = None) -> Outstanding:
-    return Outstanding(f.code, f.name, f.severity, f.title, f.fix, reason, list(f.files if files is None else files))
+    names = list(f.files if files is None else files)
+    details = {n: f.file_details[n] for n in names if n in f.file_details}
+    return Outstanding(f.code, f.name, f.severity, f.title, f.fix, reason, names, details)
 
 
 def _steps_for(f: Finding, ds) -> tuple[list[tuple[str, Step]], list[str], str]:
@@ -158,7 +164,7 @@ def _steps_for(f: Finding, ds) -> tuple[list[tuple[str, Step]], list[str], str]:
         transposed = list(ev.get("transposed_masks", ()))
         step = Step(c, "transpose", {}, "rows and columns swapped (the mask was its image's transpose)")
         chosen = set(transposed)
-        rest = [entry for entry in f.files if entry.rsplit(": image ", 1)[0] not in chosen]  # "mask: image WxH, ..."
+        rest = [entry for entry in f.files if entry not in chosen]
         return [(t, step) for t in transposed], rest, "only transposed masks are repaired; resize the others with nearest-neighbour"
     if c == "SD203":
         return [(name, Step(c, "exif", {}, "EXIF orientation applied to the pixels, tag dropped")) for name in f.files], [], ""
