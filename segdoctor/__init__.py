@@ -19,6 +19,7 @@ _LAZY = {
     "check_data": "segdoctor.commands.data",
     "check_history": "segdoctor.commands.history",
     "check_model": "segdoctor.commands.model",
+    "lr_find": "segdoctor.commands.lrfind",
 }
 
 __all__ = sorted(["Figure", "Finding", "Report", "Section", "Severity", "Table", "__version__", *_LAZY])

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "segdoctor.commands.data",
     "segdoctor.commands.model",
     "segdoctor.commands.history",
+    "segdoctor.commands.lrfind",
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
