@@ -111,7 +111,7 @@ def schedule_snippet(result: LRFindResult) -> str:
         f"    initial_learning_rate={start:g}, decay_steps=total_steps - warmup_steps, alpha=0.01,",
         f"    warmup_target={peak:g}, warmup_steps=warmup_steps)",
         f"optimizer = {optimizer_expression(sweep, 'schedule')}",
-        f"model.compile(optimizer=optimizer, loss={_loss_expression(sweep)}, metrics=...)  # keep your metrics",
+        f"model.compile(optimizer=optimizer, loss={_loss_expression(sweep)})  # and your metrics",
     ]
     return "\n".join(lines)
 

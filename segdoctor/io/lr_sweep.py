@@ -222,11 +222,14 @@ def prepare_batches(model: Any, spec: Any, pairs: Sequence[Any], *, preprocess: 
     x = np.stack(xs)
     labels = np.stack(labels_list)
     # the targets take the output's geometry (a head at a lower resolution, or a flattened H*W head)
-    try:
-        out = np.asarray(_first_output(model.predict_on_batch(x[:1])))
-    except Exception as exc:
-        raise SegDoctorError(f"{spec.name}: the model failed on an input of shape {x[:1].shape} ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); expected inputs it accepts; check --preprocess.") from None
+    out_shape = tuple(spec.output_shape or ())
+    if len(out_shape) < 2 or any(v is None for v in out_shape[1:]):
+        try:  # a free-size model: run it once to see
+            out_shape = np.asarray(_first_output(model.predict_on_batch(x[:1]))).shape
+        except Exception as exc:
+            raise SegDoctorError(f"{spec.name}: the model failed on an input of shape {x[:1].shape} ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); expected inputs it accepts; check --preprocess.") from None
+    out = np.empty((1, *out_shape[1:]), np.float32)
     valid = labels != IGNORE
     ids = np.where(valid, labels, 0)
     shares = np.bincount(ids[valid].ravel(), minlength=max(k, 2)).astype(np.float64)
@@ -396,6 +399,10 @@ def run_sweep(loaded: Any, spec: Any, batches: SweepBatches, *, loss: Any, loss_
     model = copy_model(loaded)
     optimizer, opt_name, opt_source, settings = build_optimizer(loaded, min_lr)
     model.compile(optimizer=optimizer, loss=loss)
+    try:  # its variables now, not inside the first traced step (which TensorFlow would then trace twice)
+        optimizer.build(model.trainable_variables)
+    except Exception as exc:
+        log.info("optimizer.build failed (%s); the first step builds it", exc)
     trainable_params = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     from segdoctor.io.model import import_keras
 
@@ -430,7 +437,13 @@ def run_sweep(loaded: Any, spec: Any, batches: SweepBatches, *, loss: Any, loss_
         idx = order[cursor: cursor + batch_size] if trained_on >= batch_size else order
         cursor += batch_size
         optimizer.learning_rate = float(lr)
-        logs = model.train_on_batch(batches.x[idx], batches.y[idx], return_dict=True)
+        try:
+            logs = model.train_on_batch(batches.x[idx], batches.y[idx], return_dict=True)
+        except Exception as exc:
+            raise SegDoctorError(
+                f"{spec.name}: training a copy failed on a batch of shape {batches.x[idx].shape} with targets {batches.y[idx].shape} "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}); expected inputs and "
+                "targets the model and its loss accept: check --preprocess, --num-classes and --loss.") from None
         value = float(np.asarray(logs.get("loss", next(iter(logs.values())))))
         losses.append(value)
         why = rule.update(value)
