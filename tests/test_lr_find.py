@@ -310,3 +310,17 @@ def test_lr_find_needs_data_and_sane_options(saved, data):
         check_model(saved["sane"], data=data, lr_find=True, min_lr=1.0, max_lr=0.1)
     with pytest.raises(UsageError, match="--steps"):
         check_model(saved["sane"], data=data, lr_find=True, lr_steps=1)
+
+
+@pytest.mark.slow
+def test_trained_sample_model_is_judged_against_its_blowup():
+    """The bundled healthy U-Net (Dice ~0.88, saved with Adam 3e-3) already fits the data: no descent to read, the
+    range comes from where the loss blows up, and its own learning rate lies inside it."""
+    from pathlib import Path
+
+    from segdoctor import lr_find
+
+    samples = Path(__file__).resolve().parent.parent / "sample_data" / "models"
+    f = _sd451(lr_find(samples / "healthy_unet.keras", data=samples / "data"))
+    assert f.evidence["state"] == "trained" and f.severity == Severity.INFO
+    assert f.evidence["good_range_low"] <= 3e-3 <= f.evidence["good_range_high"] < f.evidence["blowup_lr"]

@@ -175,7 +175,7 @@ class LearningRateRange(Check):
     Suggestion: the middle (log scale) of the descent from its onset to the minimum, like fastai's
     "valley". Warm-up + cosine peak: three times the suggestion, within the range. A
     model that already fits the data (before the sweep) is judged against its blow-up (range: 1/100 to 1/3
-    of it). Severity: warning when the saved optimizer's LR (or the training log's, ``--history``) lies
+    of it), unless the sweep halves its loss. Severity: warning when the saved optimizer's LR (or the training log's, ``--history``) lies
     outside the range, or when no LR makes the loss fall; info when it lies inside.
     """
 
@@ -253,7 +253,8 @@ class LearningRateRange(Check):
                      if positions else "the model file saves no learning rate to compare")
             yield self.finding(
                 severity=Severity.INFO,
-                title=(f"Learning rate {_g(current)} is inside the measured range {range_text} (loss falls fastest at {_g(r.steepest_lr)})"
+                title=(f"Learning rate {_g(current)} is inside the measured range {range_text} ("
+                       + (f"the loss falls fastest at {_g(r.steepest_lr)})" if r.steepest_lr is not None else f"the loss blows up from {_g(r.blowup_lr)})")
                        if current is not None and positions.get("saved optimizer", (0, ""))[1] == "inside"
                        else f"Learning-rate range test: good range {range_text}, suggested {lr:g}"),
                 evidence=evidence,
@@ -273,7 +274,7 @@ class LearningRateRange(Check):
         }
         yield self.finding(
             title=(f"The {label} learning rate {_g(value)} is {_POSITION_TEXT[pos]} lr-find measured for this model ({range_text}; "
-                   f"{'the loss blows up from ' + _g(r.blowup_lr) if r.blowup_lr is not None and pos == 'beyond-blowup' else 'the loss falls fastest at ' + _g(r.steepest_lr)})"),
+                   f"{'the loss blows up from ' + _g(r.blowup_lr) if r.blowup_lr is not None and (pos == 'beyond-blowup' or r.steepest_lr is None) else 'the loss falls fastest at ' + _g(r.steepest_lr)})"),
             evidence=evidence,
             why=f"{measured}. The {label} uses {_g(value)} ({direction}): {consequences[pos]}.",
             fix=f"Train with {optimizer_expression(sweep, f'{lr:g}')}, or warm up to {round_lr(r.peak_lr):g} and decay with a cosine schedule.",
@@ -300,8 +301,10 @@ class LearningRateRange(Check):
             title = (f"The loss never falls below what a constant prediction reaches, at any learning rate from {lo} to {hi} "
                      f"(lr-find): it went from {r.start_loss:.4g} to {r.min_loss:.4g}{prior}")
             why = ("The copy of the model learned the share of foreground pixels (the class prior), not where the objects are: on "
-                   "held-out images it scored the true masks no better than masks shuffled between images. This is what masks that do "
-                   "not belong to their images (random, swapped, misaligned) produce, and so lr-find does not name a learning rate.")
+                   "held-out images it scored the true masks no better than masks shuffled between images. Masks that do not belong "
+                   "to their images (random, swapped, misaligned) do this, and so do weights stuck at the prior (a collapsed network, "
+                   "SD505); lr-find therefore names no learning rate.")
             fix = (f"Check that each mask belongs to its image (segdoctor check-data: SD251 pair-misaligned, SD252 mask-flipped); if they "
-                   f"do, give the sweep more steps per learning rate (--steps {max(300, 3 * sweep.steps_planned)}) or a larger --batch-size.")
+                   "do and the model outputs a constant (SD505), retrain it from a fresh initialisation with Dice + cross-entropy; "
+                   f"otherwise give the sweep more steps per learning rate (--steps {max(300, 3 * sweep.steps_planned)}).")
         return self.finding(title=title, evidence=evidence, why=why, fix=fix, figures=[figure], related=("SD251", "SD252", "SD505"))

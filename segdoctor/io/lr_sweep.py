@@ -312,10 +312,13 @@ def constant_prediction_loss(loss: Any, batches: SweepBatches, out_channels: int
     return best if math.isfinite(best) else None
 
 
-#: samples on which the true-pair and shuffled-pair losses are compared (at least one batch), and how many such
-#: probes a sweep takes (about one every 5 steps of a 100-step sweep: ~15% of its time)
-CONTENT_SAMPLES = 16
+#: samples on which the true-pair and shuffled-pair losses are compared (at least one batch, held out of training),
+#: and how many such probes a sweep takes at most: one every 5 steps of a 100-step sweep once the loss has started
+#: to move (before that the model cannot have learned anything), about 5% of the sweep's time
+CONTENT_SAMPLES = 8
 CONTENT_PROBES = 20
+#: the running loss must have left its first value by this much (relative) before the periodic probes start
+PROBE_AFTER_MOVE = 0.01
 #: masks that overlap their shuffled partners this much (mean Dice) make the shuffled-pair comparison uninformative
 SIMILAR_MASKS_DICE = 0.8
 
@@ -329,11 +332,12 @@ def _shuffle_partner(batches: SweepBatches, idx: np.ndarray) -> np.ndarray | Non
     y, z = batches.y[idx], batches.y[partner]
     if batches.target_format == "sparse":
         a, b = y[..., 0] > 0, z[..., 0] > 0
-    elif batches.target_format == "binary":
+    elif batches.target_format == "binary" or y.shape[-1] == 1:
         a, b = y[..., 0] > 0.5, z[..., 0] > 0.5
     else:
         a, b = y[..., 1:].sum(-1) > 0.5, z[..., 1:].sum(-1) > 0.5
-        a, b = (a, b) if y.shape[-1] > 1 else (y[..., 0] > 0.5, z[..., 0] > 0.5)
+    if a.mean() > 0.5:  # compare the minority: where the foreground covers most of the image, the background
+        a, b = ~a, ~b
     axes = tuple(range(1, a.ndim))
     inter = (a & b).sum(axis=axes)
     total = a.sum(axis=axes) + b.sum(axis=axes)
@@ -425,6 +429,7 @@ def run_sweep(loaded: Any, spec: Any, batches: SweepBatches, *, loss: Any, loss_
         trained_on = n
     probe_every = max(1, int(round(len(lrs) / CONTENT_PROBES)))
     curve: list[tuple[float, float, float]] = []
+    moved = False
     order = rng.permutation(trained_on)
     cursor = 0
     losses: list[float] = []
@@ -447,7 +452,9 @@ def run_sweep(loaded: Any, spec: Any, batches: SweepBatches, *, loss: Any, loss_
         value = float(np.asarray(logs.get("loss", next(iter(logs.values())))))
         losses.append(value)
         why = rule.update(value)
-        if probing and ((i + 1) % probe_every == 0 or why):
+        if not moved and rule.first is not None and math.isfinite(rule.smoothed[-1]):
+            moved = abs(rule.smoothed[-1] - rule.first) > PROBE_AFTER_MOVE * max(abs(rule.first), 1e-12)
+        if probing and ((i + 1) % probe_every == 0 or why) and (moved or why):
             measured = content_losses(forward, fn, batches, probe, partner, batch_size)
             if measured is not None:
                 curve.append((float(lr), *measured))

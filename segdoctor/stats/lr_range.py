@@ -29,6 +29,8 @@ CONTENT_MARGIN = 0.05
 PRIOR_MARGIN = 0.03
 #: probes in a row that must agree before the model counts as having learned from the images, or as having stopped
 CONFIRM_PROBES = 2
+#: a model that already uses the images before the sweep counts as trained unless the sweep cuts its loss this much
+TRAINED_FALL = 0.5
 #: the loss counts as starting to fall once it has covered this share of its total fall
 ONSET_SHARE = 0.05
 #: the good range starts a decade below the onset of the fall (the sweep shows progress only once the steps at
@@ -207,8 +209,8 @@ def analyse_range(learning_rates: np.ndarray, losses: np.ndarray, *, constant_lo
 
     The loss *falls* when its smoothed minimum (before any collapse) lies ``FALL_MIN`` below the start and
     the model learned from the images (without probes: a minimum ``PRIOR_MARGIN`` below ``constant_loss``).
-    A model that fits the data before the sweep (``content_start``) and cannot fall further is ``trained``;
-    anything else ``never-falls``. ``stopped_early`` says the sweep ended on its blow-up rule, so the last LR
+    A model that already uses the images before the sweep (``content_start``) and whose loss the sweep does
+    not cut by ``TRAINED_FALL`` is ``trained``: judged against its blow-up. Anything else ``never-falls``. ``stopped_early`` says the sweep ended on its blow-up rule, so the last LR
     swept is where it blew up if the curve does not show it earlier.
     """
     lrs = np.asarray(learning_rates, dtype=np.float64)
@@ -229,7 +231,7 @@ def analyse_range(learning_rates: np.ndarray, losses: np.ndarray, *, constant_lo
     per_decade = (raw.size - 1) / max(x[-1] - x[0], 1e-9)
     window = max(3, int(round(SMOOTHING_DECADES * per_decade)) | 1)
     smooth = centred_smooth(raw, window)
-    start = float(np.median(raw[: max(3, window // 2 + 1)]))
+    start = float(np.median(raw[: max(3, window)]))
     marks = [(lr, learned_content((t, u))) for lr, t, u in curve]
     marks = [(lr, bool(m)) for lr, m in marks if m is not None]
     collapse = _collapse(marks)
@@ -244,7 +246,9 @@ def analyse_range(learning_rates: np.ndarray, losses: np.ndarray, *, constant_lo
     learned_start = learned_content(content_start)
     if learned_start is None:
         learned_start = bool(has_prior and start <= constant_loss - PRIOR_MARGIN * max(abs(constant_loss), 1e-12))
-    if fall >= FALL_MIN and learned:
+    if learned_start and fall < TRAINED_FALL:
+        state = "trained"  # its loss is near its floor already: what a sweep shows is noise and the blow-up
+    elif fall >= FALL_MIN and learned:
         state = "falls"
     elif learned_start:
         state = "trained"
