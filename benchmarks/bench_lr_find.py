@@ -128,8 +128,10 @@ def main() -> int:
         print(f"  round {i + 1}: lr-find {wall:.1f} s ({steps_run} steps, suggested {suggested:g}); "
               f"baseline {b_wall:.1f} s (model.fit {b_fit:.1f} s)")
     lr, base, fit = statistics.median(lr_walls), statistics.median(base_walls), statistics.median(fits)
+    ratios = [a / b for a, b in zip(lr_walls, base_walls)]
     print(f"median: lr-find {lr:.1f} s end to end; baseline {base:.1f} s ({fit:.1f} s in model.fit for {steps_run} steps)")
-    print(f"ratio lr-find / baseline (whole processes): {lr / base:.2f}")
+    print(f"ratio lr-find / baseline (whole processes), per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
+          f"median {statistics.median(ratios):.2f}")
     print(f"lr-find beyond the baseline's fixed costs: {lr - (base - fit):.1f} s against {fit:.1f} s of model.fit "
           f"(ratio {(lr - (base - fit)) / fit:.2f})")
     return 0

@@ -116,6 +116,7 @@ def finetune_model(mode: str, *, size: int = 32, seed: int = 0):
     - ``recipe``: ``encoder.trainable = False`` and ``encoder(x, training=False)`` (the documented recipe)
     - ``training-false``: encoder unfrozen, called with ``training=False`` (the Keras 2 fine-tuning recipe)
     - ``finetune-recipe``: encoder unfrozen with its BatchNormalization layers frozen
+    - ``unfrozen``: encoder unfrozen and called plainly (its BN layers adapt to the fine-tuning batches)
     """
     k = keras()
     encoder = pretrained_encoder(size=size, seed=seed)
@@ -137,6 +138,9 @@ def finetune_model(mode: str, *, size: int = 32, seed: int = 0):
         for layer in norms:
             layer.trainable = False
         x = encoder(inputs, training=False)
+    elif mode == "unfrozen":
+        encoder.trainable = True
+        x = encoder(inputs)
     else:
         raise ValueError(mode)
     x = k.layers.UpSampling2D(2)(x)

@@ -120,6 +120,12 @@ def test_keras3_overrides_training_false_in_an_unfrozen_backbone(tmp_path, discs
     assert f.severity == Severity.WARNING and "training=False" in f.title and "updates their statistics" in f.title
 
 
+def test_unfrozen_backbone_in_training_mode_is_info_only(tmp_path, discs):
+    report = _check(_saved(tmp_path, "unfrozen", discs), select=["SD409"])
+    [f] = _found(report, "SD409")
+    assert f.severity == Severity.INFO and "'encoder'" in f.title and f.evidence["updating_layers"] == 4
+
+
 def test_unfrozen_backbone_with_frozen_batchnorm_stays_quiet(tmp_path, discs):
     report = _check(_saved(tmp_path, "finetune-recipe", discs), select=["SD409", "SD410"])
     assert not report.findings and _status(report, "SD409").status == "passed"

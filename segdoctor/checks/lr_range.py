@@ -49,7 +49,7 @@ class LRFindResult:
         if r.blowup_lr is not None:
             parts.append(f"blows up from {_g(r.blowup_lr)}")
         elif r.learning_rates:
-            parts.append(f"does not blow up up to {_g(r.learning_rates[-1])}")
+            parts.append(f"no blow-up up to {_g(r.learning_rates[-1])}")
         if r.good_low is not None and r.good_high is not None:
             parts.append(f"good range {_g(r.good_low)}–{_g(r.good_high)}")
         return ", ".join(parts)

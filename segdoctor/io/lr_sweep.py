@@ -473,7 +473,7 @@ def run_sweep(loaded: Any, spec: Any, batches: SweepBatches, *, loss: Any, loss_
     del model
     return Sweep(
         learning_rates=lrs[: len(losses)], losses=np.array(losses), running=np.array(rule.smoothed),
-        stop_reason=reason, stopped_early=stopped, steps_planned=len(lrs), batch_size=batch_size,
+        stop_reason=reason, stopped_early=rule.blew_up, steps_planned=len(lrs), batch_size=batch_size,
         min_lr=float(min_lr), max_lr=float(max_lr), optimizer=opt_name, optimizer_source=opt_source,
         optimizer_settings=settings, loss=loss_name, loss_source=loss_source, loss_family=family,
         trainable_params=trainable_params, target_format=batches.target_format,

@@ -54,7 +54,10 @@ def sweep_learning_rates(min_lr: float, max_lr: float, steps: int) -> np.ndarray
 
 class StopRule:
     """Online rule of the sweep: an exponential moving average of the losses (bias-corrected), and a stop
-    when it exceeds ``BLOWUP_FACTOR`` times its best value, or when a loss is not finite."""
+    when it exceeds ``BLOWUP_FACTOR`` times its best value, or when a loss is not finite.
+
+    There is no stop on a settled minimum: a loss that floors at the class prior often falls again at higher
+    rates once the model starts to use the images, and a trained model's range comes from its blow-up."""
 
     def __init__(self, *, beta: float = STOP_SMOOTHING, factor: float = BLOWUP_FACTOR, min_steps: int = STOP_MIN_STEPS) -> None:
         self.beta, self.factor, self.min_steps = beta, factor, min_steps
@@ -62,12 +65,14 @@ class StopRule:
         self.n = 0
         self.first: float | None = None
         self.best = math.inf
+        self.blew_up = False  # the sweep stopped on a blow-up (a NaN, or 4x the best), not at --max-lr
         self.smoothed: list[float] = []
 
     def update(self, loss: float) -> str | None:
         """Record one batch loss; return why the sweep must stop, or None."""
         if not math.isfinite(loss):
             self.smoothed.append(math.nan)
+            self.blew_up = True
             return "the loss became NaN or infinite"
         self.n += 1
         self._avg = self.beta * self._avg + (1 - self.beta) * loss
@@ -77,6 +82,7 @@ class StopRule:
             self.first = value
         self.best = min(self.best, value)
         if self.n > self.min_steps and value > self.limit:
+            self.blew_up = True
             return f"the smoothed loss exceeded {self.factor:g}x its best value"
         return None
 
