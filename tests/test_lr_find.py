@@ -294,7 +294,7 @@ def test_check_model_lr_find_feeds_the_history_advice(tmp_path, saved, data):
     assert "lr-find measured on this model and data" in found["SD602"].fix
     assert "history_lr_first" in found["SD451"].evidence and found["SD451"].evidence["history_lr_first"] == 0.05
     plain = {f.code: f for f in check_history(log).findings}
-    assert "segdoctor lr-find" in plain["SD602"].fix and "lr-find measured" not in plain["SD602"].fix
+    assert "run `segdoctor lr-find" in plain["SD602"].fix and "lr-find measured" not in plain["SD602"].fix
     statuses = {c.code: c.status for c in check_model(saved["sane"]).checks}
     assert statuses["SD451"] == "skipped"
 

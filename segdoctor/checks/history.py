@@ -248,7 +248,7 @@ class HistoryContext:
             sentence, literal = f"Lower the learning rate from {_g(lr)} to {_g(lr * 0.1)}–{_g(lr * 0.3)} (x0.1–0.3)", _g(lr * 0.3)
         measured = getattr(self.lr_range, "suggestion", None)
         if self.lr_range is None:
-            note = "`segdoctor lr-find MODEL.keras --data DIR` measures the range for your model"
+            note = "run `segdoctor lr-find MODEL.keras --data DIR` to measure the range for your model"
         elif measured is None:
             note = self.lr_range.describe()
         else:

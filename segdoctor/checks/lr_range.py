@@ -17,6 +17,9 @@ from segdoctor.findings import Figure, Finding, Severity
 from segdoctor.registry import Check, register
 from segdoctor.stats.lr_range import RangeResult, round_lr
 
+#: optimizer classes of ``keras.optimizers`` a fix snippet may name (a saved custom class falls back to Adam)
+KERAS_OPTIMIZERS = frozenset({"Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Ftrl", "Lamb", "Lion",
+                              "LossScaleOptimizer", "Muon", "Nadam", "RMSprop", "SGD"})
 #: optimizer settings a fix snippet carries over from the saved optimizer (numbers and booleans only)
 _CARRIED_SETTINGS = ("momentum", "nesterov", "weight_decay", "beta_1", "beta_2", "clipnorm", "clipvalue", "global_clipnorm")
 
@@ -67,10 +70,8 @@ def _g(x: float | None) -> str:
 
 def optimizer_expression(sweep: Any, lr: float | str) -> str:
     """``keras.optimizers.<Class>(learning_rate=..., <saved settings>)`` for the optimizer type the sweep used."""
-    from segdoctor.io.model import import_keras
-
     name = str(sweep.optimizer)
-    known = name.isidentifier() and not keyword.iskeyword(name) and isinstance(getattr(import_keras().optimizers, name, None), type)
+    known = name in KERAS_OPTIMIZERS and name != "LossScaleOptimizer"
     cls = name if known else "Adam"
     args = [f"learning_rate={lr}"]
     if known:
