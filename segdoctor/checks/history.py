@@ -264,7 +264,7 @@ class HistoryContext:
             return ("Run a learning-rate range test (`segdoctor lr-find MODEL.keras --data DIR`) and train at the LR where the "
                     "loss falls fastest")
         if measured is None:
-            return f"{self.lr_range.describe()[0].upper()}{self.lr_range.describe()[1:]}: fix the data or the loss before the learning rate"
+            return f"{self.lr_range.describe()}: fix the data or the loss before the learning rate"
         return f"Train at {_g(measured)}, the learning rate {self.lr_range.describe()}"
 
     def data_finding(self, code: str) -> Finding | None:
