@@ -21,6 +21,7 @@ _LAZY = {
     "check_model": "segdoctor.commands.model",
     "check_pipeline": "segdoctor.commands.pipeline",
     "fix_dataset": "segdoctor.fix.run",
+    "lr_find": "segdoctor.commands.lrfind",
 }
 
 __all__ = sorted(["Figure", "Finding", "Report", "Section", "Severity", "Table", "__version__", *_LAZY])

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "segdoctor.commands.history",
     "segdoctor.commands.pipeline",
     "segdoctor.commands.fix",
+    "segdoctor.commands.lrfind",
 )
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +109,7 @@ class HistoryContext:
     history: History
     background_share: float | None = None
     data_findings: tuple[Finding, ...] = ()
+    lr_range: Any = None  # segdoctor.checks.lr_range.LRFindResult when lr-find ran in the same run
     roles: dict[str, ColumnRole] = field(init=False)
     loss_forms: dict[str, LossForm] = field(init=False)
 
@@ -245,15 +247,35 @@ class HistoryContext:
 
     # advice ----------------------------------------------------------------------------------
     def lr_advice(self, index: int | None = None, *, factor: str = "0.1") -> tuple[str, str]:
-        """(sentence, learning-rate literal for snippets): concrete numbers when the log has an LR column."""
+        """(sentence, learning-rate literal for snippets): concrete numbers when the log has an LR column, and the
+        range lr-find measured when it ran in the same run (else a pointer to it)."""
         lr = self.lr_at(self.n - 1 if index is None else index)
         if lr is None or lr <= 0:
-            return ("Lower the learning rate to a tenth of what you use now (for Adam, 1e-3 → 1e-4)", "1e-4")
-        low = lr * 0.1
-        if factor == "0.1":
-            return (f"Lower the learning rate from {_g(lr)} to {_g(low)} (x0.1)", _g(low))
-        high = lr * 0.3
-        return (f"Lower the learning rate from {_g(lr)} to {_g(low)}–{_g(high)} (x0.1–0.3)", _g(high))
+            sentence, literal = "Lower the learning rate to a tenth of what you use now (for Adam, 1e-3 → 1e-4)", "1e-4"
+        elif factor == "0.1":
+            sentence, literal = f"Lower the learning rate from {_g(lr)} to {_g(lr * 0.1)} (x0.1)", _g(lr * 0.1)
+        else:
+            sentence, literal = f"Lower the learning rate from {_g(lr)} to {_g(lr * 0.1)}–{_g(lr * 0.3)} (x0.1–0.3)", _g(lr * 0.3)
+        measured = getattr(self.lr_range, "suggestion", None)
+        if self.lr_range is None:
+            note = "run `segdoctor lr-find MODEL.keras --data DIR` to measure the range for your model"
+        elif measured is None:
+            note = self.lr_range.describe()
+        else:
+            note = f"{self.lr_range.describe()}: train at {_g(measured)}"
+            # the measured value goes into the code unless it is above an LR this log shows failing
+            literal = _g(measured) if lr is None or lr <= 0 or measured < lr else literal
+        return (sentence[:-1] + f"; {note})" if sentence.endswith(")") else f"{sentence} ({note})"), literal
+
+    def lr_test_advice(self) -> str:
+        """How to find the learning rate: the measured one when lr-find ran in the same run."""
+        measured = getattr(self.lr_range, "suggestion", None)
+        if self.lr_range is None:
+            return ("Run a learning-rate range test (`segdoctor lr-find MODEL.keras --data DIR`) and train at the LR where the "
+                    "loss falls fastest")
+        if measured is None:
+            return f"{self.lr_range.describe()}: fix the data or the loss before the learning rate"
+        return f"Train at {_g(measured)}, the learning rate {self.lr_range.describe()}"
 
     def data_finding(self, code: str) -> Finding | None:
         return next((f for f in self.data_findings if f.code == code), None)
@@ -726,7 +748,7 @@ class LossPlateau(Check):
                 why += f" {overlap} stays near 0 meanwhile (SD605): the flat loss is the loss of blank predictions."
         yield self.finding(
             title=title, evidence=evidence, why=why,
-            fix=("Run a learning-rate range test and train at about a tenth of the LR where the loss falls fastest; "
+            fix=(ctx.lr_test_advice() + "; "
                  "check the masks with `segdoctor check-data` and use a loss that rewards the foreground (Dice + BCE)."),
             snippet=("# learning-rate range test: x10 per epoch from 1e-6; pick ~1/10 of the LR where the loss falls fastest\n"
                      "lr_test = keras.callbacks.LearningRateScheduler(lambda epoch: 1e-6 * 10 ** epoch)\n"

@@ -35,6 +35,8 @@ class ModelContext:
     data_num_classes_declared: bool = False
     data_mask_channels: int | None = None
     evaluate: Callable[[Any, Any, Any], float] | None = None  # calls a user function on numpy tensors
+    lr_range: Any = None  # segdoctor.checks.lr_range.LRFindResult when a learning-rate range test ran (SD451)
+    graph: Any = None  # segdoctor.io.model_graph.ModelGraph: the saved architecture with trainable flags (SD409, SD410)
 
     @property
     def channels(self) -> int:

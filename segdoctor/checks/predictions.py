@@ -36,6 +36,7 @@ class PredictionContext:
     candidate_dice: dict[str, float] = field(default_factory=dict)
     other_findings: list[Finding] = field(default_factory=list)
     data_root: str | None = None  # file names in findings are shown relative to it, as check-data shows them
+    mode_gap: Any = None  # segdoctor.io.mode_gap.ModeGap: inference vs training-mode Dice (SD509)
 
     @cached_property
     def a(self) -> dict[str, np.ndarray]:

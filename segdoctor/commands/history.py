@@ -65,6 +65,7 @@ def diagnose_history(
     data_findings: Sequence[Finding] = (),
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
+    lr_range: Any = None,
 ) -> HistoryDiagnosis:
     """Run the SD6xx checks on a History (or the log at a path); return (findings, statuses, sections).
 
@@ -75,14 +76,15 @@ def diagnose_history(
     ``background_share`` (share of background pixels in the masks, 0..1) sharpens SD604/SD606;
     ``data_findings`` (from the data checks) let the fixes quote the loss prescription (SD151) and
     the mask encoding (SD101). ``select``/``ignore`` take codes, prefixes or names; codes of other
-    scopes are accepted and simply select no history check.
+    scopes are accepted and simply select no history check. ``lr_range`` (a learning-rate range test of
+    the same run, ``check-model --lr-find``) lets the learning-rate advice quote the measured range.
     """
     from segdoctor.checks.history import HistoryContext
 
     if not isinstance(history, History):
         history = read_history(history)
     checks = select_checks(("history",), select, ignore)
-    ctx = HistoryContext(history, background_share=background_share, data_findings=tuple(data_findings))
+    ctx = HistoryContext(history, background_share=background_share, data_findings=tuple(data_findings), lr_range=lr_range)
     findings, statuses = run_checks(checks, {"history": ctx})
     return HistoryDiagnosis(findings, statuses, [history_section(ctx)])
 

@@ -61,8 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unsafe", action="store_true",
                    help="load with safe_mode=False (runs Python code stored in the file, e.g. Lambda layers); only for files you trust")
     from segdoctor.commands.data import add_dataset_arguments
+    from segdoctor.commands.lrfind import add_sweep_arguments
 
     add_dataset_arguments(p.add_argument_group("dataset layout (with --data, as in check-data)"))
+    lr = p.add_argument_group("learning-rate range test (with --data)")
+    lr.add_argument("--lr-find", action="store_true", help="also run the learning-rate range test on a copy of the model (SD451)")
+    add_sweep_arguments(lr)
 
 
 def input_paths(args: argparse.Namespace) -> list[tuple[str, str | None]]:
@@ -93,6 +97,11 @@ def run(args: argparse.Namespace, progress: PROGRESS | None = None) -> Report:
         select=split_patterns(args.select),
         ignore=split_patterns(args.ignore),
         progress=progress,
+        lr_find=args.lr_find,
+        lr_steps=args.steps,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        loss=args.loss,
     )
 
 
@@ -182,13 +191,22 @@ def check_model(
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
     progress: PROGRESS | None = None,
+    lr_find: bool = False,
+    lr_steps: int = 100,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    loss: str | None = None,
 ) -> Report:
-    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report."""
+    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report.
+
+    ``lr_find`` (needs ``data``) also runs the learning-rate range test (SD451) with ``lr_steps`` batches from
+    ``min_lr`` to ``max_lr``; ``loss`` names the loss for a model saved without one."""
     from segdoctor.checks.model import ModelContext
     from segdoctor.checks.predictions import PredictionContext
     from segdoctor.commands.data import check_data
     from segdoctor.io.inference import PREPROCESS_MODES, evaluate_function, run_inference
     from segdoctor.io.model import custom_functions, load_custom_objects, load_model
+    from segdoctor.io.model_graph import read_model_graph
     from segdoctor.io.model_spec import describe_model
     from segdoctor.registry import select_checks
     from segdoctor.runner import run_checks
@@ -204,6 +222,12 @@ def check_model(
     num_classes = num_classes_option(num_classes)
     if preprocess not in PREPROCESS_MODES:
         raise UsageError(f"--preprocess {preprocess}: expected one of {', '.join(PREPROCESS_MODES)}.")
+    if lr_find:
+        from segdoctor.commands.lrfind import validate_sweep
+
+        if data is None:
+            raise UsageError("--lr-find: the range test trains a copy of the model on data; add --data DIR.")
+        validate_sweep(steps=lr_steps, min_lr=min_lr, max_lr=max_lr, batch_size=batch_size)
     history_module = _history_module() if history is not None else None
     if history is not None and not Path(history).expanduser().exists():  # fail before the slow part, not after it
         raise UsageError(f"--history {history}: no such file or folder; expected a History JSON, a CSVLogger CSV or a TensorBoard log folder.")
@@ -220,6 +244,11 @@ def check_model(
     objects = load_custom_objects(list(custom_objects))
     loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
     spec = describe_model(loaded)
+    run_lr_find = lr_find and any(c.code == "SD451" for c in model_checks)
+    if run_lr_find:
+        from segdoctor.io.lr_sweep import resolve_loss
+
+        resolve_loss(loaded, spec, loss)  # a model saved without compile information fails here, before the slow part
     report = Report(command=NAME, target=str(path))
     report.inputs.update({"model": str(path), **({"data": str(data)} if data is not None else {}),
                           **({"history": str(history)} if history is not None else {})})
@@ -275,13 +304,30 @@ def check_model(
                                num_classes=num_classes, progress=progress)
         if len(result.binary) == 0:
             raise DatasetError(f"{data}: none of the {len(pairs)} pairs could be read; expected image and mask files (see segdoctor check-data).")
+    mode_gap = None
+    if result is not None and any(c.code == "SD509" for c in prediction_checks):
+        from segdoctor.io.mode_gap import measure_mode_gap
+
+        mode_gap = measure_mode_gap(loaded, spec, pairs, preprocess=mode_used, threshold=threshold, batch_size=batch_size,
+                                    num_classes=num_classes)
+    lr_range = None
+    if run_lr_find:
+        from segdoctor.commands.lrfind import history_learning_rates, lr_range_section, measure_lr_range
+
+        if result is None:  # no prediction check selected: choose the input scaling as the inference pass would
+            mode_used, reason = _choose_preprocess(preprocess, spec, pairs)
+        lr_range = measure_lr_range(loaded, spec, pairs, preprocess=mode_used, batch_size=batch_size, steps=lr_steps,
+                                    min_lr=min_lr, max_lr=max_lr, loss=loss, num_classes=num_classes,
+                                    history_lrs=history_learning_rates(history_log) if history_log is not None else (),
+                                    progress=progress)
+        report.sections.append(lr_range_section(lr_range, mode_used, reason))
 
     k, ids = _data_num_classes(result.mask_values if result else set(), num_classes)
     mctx = ModelContext(
         loaded=loaded, spec=spec, functions=custom_functions(loaded),
         data_num_classes=k if (result is not None or num_classes) else None, data_class_ids=ids,
         data_num_classes_declared=bool(num_classes), data_mask_channels=result.mask_channels if result else None,
-        evaluate=evaluate_function,
+        evaluate=evaluate_function, lr_range=lr_range, graph=read_model_graph(loaded),
     )
     model_findings, statuses = run_checks(model_checks, {"model": mctx})
     report.add(model_findings, statuses)
@@ -290,7 +336,7 @@ def check_model(
         pctx = PredictionContext(spec=spec, result=result, threshold=threshold, preprocess=mode_used,
                                  preprocess_fixed=preprocess != "auto", candidate_dice=candidate,
                                  other_findings=[*model_findings, *data_findings],
-                                 data_root=str(Path(data).expanduser()))
+                                 data_root=str(Path(data).expanduser()), mode_gap=mode_gap)
         pred_findings, pstatuses = run_checks(prediction_checks, {"predictions": pctx})
         report.add(pred_findings, pstatuses)
         report.facts.update({"mean_dice": round(pctx.mean_dice, 4), "preprocess": mode_used})
@@ -302,7 +348,7 @@ def check_model(
     if history_module is not None and run_history_checks:
         share = history_module.background_share_from(data_report) if data_report is not None else None
         diagnosis = history_module.diagnose_history(history_log, background_share=share, data_findings=data_findings,
-                                                    select=select, ignore=ignore)
+                                                    select=select, ignore=ignore, lr_range=lr_range)
         report.add(diagnosis.findings, diagnosis.checks)
         report.sections.extend(diagnosis.sections)
         report.facts.update(history_module.history_facts(history_log))

@@ -7,6 +7,8 @@ Each figure kind has one renderer ``(Figure) -> PNG bytes``. Kinds:
 - ``lines``: ``x`` and ``series`` (``label``, ``y``, ``axis`` left/right), ``spans`` to shade, ``vlines``
 - ``pairs``: ``items`` of ``{"image": path, "mask": path, "caption": str}`` drawn as image | mask | overlay
 - ``arrays``: ``rows`` of ``{"caption": str, "panels": [{"title": str, "array": ndarray, "cmap": str}]}``
+- ``lr_range``: a learning-rate range test: ``lrs``, batch ``losses``, ``smoothed``, optional ``span`` [low, high]
+  (the good range), ``marks`` (``x``, ``label``, ``color``), ``constant_loss``, ``start_loss``; log x axis
 """
 
 from __future__ import annotations
@@ -252,4 +254,41 @@ def _arrays(figure: Figure) -> bytes:
                 ax.set_title(p.get("title", ""), fontsize=8)
         axes[i][0].text(0, -0.04, str(r.get("caption", ""))[:60], transform=axes[i][0].transAxes, va="top", fontsize=7)
     fig.suptitle(figure.title)
+    return _save(fig)
+
+
+@renderer("lr_range")
+def _lr_range(figure: Figure) -> bytes:
+    plt = _plt()
+    d = figure.data
+    lrs = np.asarray(d["lrs"], dtype=float)
+    losses = np.asarray(d["losses"], dtype=float)
+    smoothed = np.asarray(d.get("smoothed") or d["losses"], dtype=float)
+    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    ax.set_xscale("log")
+    ax.plot(lrs, losses, color="#b0b0b0", linewidth=0.8, marker="o", markersize=2, label="batch loss")
+    ax.plot(lrs, smoothed, color=_PALETTE[0], linewidth=2, label="smoothed")
+    span = d.get("span")
+    if span and span[0] and span[1]:
+        ax.axvspan(float(span[0]), float(span[1]), color="#5a9e6f", alpha=0.15, label="good range")
+    if d.get("constant_loss") is not None:
+        ax.axhline(float(d["constant_loss"]), color="#777777", linestyle=":", linewidth=1, label="constant prediction")
+    for i, m in enumerate(d.get("marks", ())):
+        ax.axvline(float(m["x"]), color=m.get("color", "#b22222"), linestyle="--", linewidth=1.2)
+        ax.annotate(str(m.get("label", "")), (float(m["x"]), 0.97 - 0.08 * i), xycoords=("data", "axes fraction"),
+                    va="top", ha="left", fontsize=8, color=m.get("color", "#b22222"))
+    finite = smoothed[np.isfinite(smoothed)]
+    if finite.size:
+        # the blow-up can reach orders of magnitude above the start: keep the part that matters readable
+        start = float(d.get("start_loss") or finite[0])
+        low = float(finite.min())
+        high = max(start, float(np.nanpercentile(losses[np.isfinite(losses)], 90)) if np.isfinite(losses).any() else start)
+        pad = 0.08 * max(high - low, 1e-9)
+        ax.set_ylim(low - pad, min(high, start + 2 * max(start - low, 1e-9)) + pad)
+    if lrs.size:
+        ax.set_xlim(lrs.min(), lrs.max() * 1.05)
+    ax.set_xlabel(d.get("xlabel", "learning rate"))
+    ax.set_ylabel(d.get("ylabel", "loss"))
+    ax.set_title(figure.title)
+    ax.legend(fontsize=8, loc="lower left")
     return _save(fig)
