@@ -275,3 +275,36 @@ def _tiny_objects(run: Run, cause: Finding, effect: Finding) -> State:
 def _plateau_at_prior(run: Run, cause: Finding, effect: Finding) -> State:
     value = _get("at_constant_predictor", cause, effect)
     return bool(value) if isinstance(value, bool) else None
+
+
+def _measured_lr_side(cause: Finding, effect: Finding) -> str | None:
+    """Where the LR-range test put the learning rate training used: the log's highest LR when the log has one, else
+    the saved optimizer's ('below', 'inside', 'above', 'beyond-blowup'), from SD451's evidence."""
+    side = _get("history_lr_highest_position", cause, effect, first="cause") or _get("saved_lr_position", cause, effect, first="cause")
+    return str(side) if side else None
+
+
+@_condition("measured-lr-high", "the LR range test puts the learning rate in use above the range where the loss falls",
+            short="the measured range lies below the learning rate in use")
+def _measured_lr_high(run: Run, cause: Finding, effect: Finding) -> State:
+    side = _measured_lr_side(cause, effect)
+    return None if side is None else side in ("above", "beyond-blowup")
+
+
+@_condition("measured-lr-low", "the LR range test puts the learning rate in use below the range where the loss falls",
+            short="the measured range lies above the learning rate in use")
+def _measured_lr_low(run: Run, cause: Finding, effect: Finding) -> State:
+    side = _measured_lr_side(cause, effect)
+    return None if side is None else side == "below"
+
+
+@_condition("double-sigmoid", "the activation applied twice is a sigmoid (its output never falls below 0.5)")
+def _double_sigmoid(run: Run, cause: Finding, effect: Finding) -> State:
+    low = _number(_get("output_range_low", cause, effect, first="cause"))
+    return None if low is None else low >= 0.5
+
+
+@_condition("one-hot-zero-rows", "the targets hold one-hot rows of zeros")
+def _one_hot_zero_rows(run: Run, cause: Finding, effect: Finding) -> State:
+    rows = _number(_get("zero_row_pixels", cause, effect))
+    return None if rows is None else rows > 0

@@ -127,6 +127,10 @@ LINKS: tuple[Link, ...] = tuple(Link(*row) for row in (
     ("SD404", "SD604", "steps this small barely move the weights", "lr-low-in-log"),
     ("SD404", "SD405", "steps this large blow the weights up", "lr-high"),
     ("SD404", "SD505", "steps this large kill the ReLU units", "lr-high"),
+    ("SD451", "SD602", "steps above the measured range overshoot the minimum", "measured-lr-high"),
+    ("SD451", "SD601", "steps above the measured range blow the loss up", "measured-lr-high and nan-after-training"),
+    ("SD451", "SD603", "steps above the measured range jump across the minimum", "measured-lr-high"),
+    ("SD451", "SD604", "steps below the measured range barely move the weights", "measured-lr-low"),
     ("SD602", "SD601", "a diverging loss ends in NaN", "nan-after-training"),
     ("SD602", "SD605", "the model lost what it had learned", "collapse-after-rise"),
     ("SD602", "SD405", "a diverging loss blows the weights up"),
@@ -136,6 +140,17 @@ LINKS: tuple[Link, ...] = tuple(Link(*row) for row in (
     ("SD601", "SD610", "NaN outputs give the metrics nothing to change"),
     ("SD405", "SD505", "NaN weights give the same output for every image"),
     ("SD405", "SD501", "NaN probabilities threshold to blank"),
+    # fine-tuning
+    ("SD409", "SD509", "BN layers that keep updating inside a frozen backbone leave statistics that do not describe the data"),
+    ("SD409", "SD603", "BN statistics that move under frozen features make the loss oscillate at any learning rate"),
+    ("SD509", "SD501", "in inference mode the stale BN statistics push the output below the threshold"),
+    ("SD509", "SD502", "in inference mode the stale BN statistics distort every prediction"),
+    ("SD410", "SD604", "a second activation squeezes the outputs into a narrow band and flattens the gradient"),
+    ("SD410", "SD508", "a sigmoid of a sigmoid is never below 0.5: every pixel crosses the threshold", "double-sigmoid"),
+    # the loader (check-pipeline)
+    ("SD101", "SD303", "tf.one_hot of the id 255 is a row of zeros: the foreground vanishes from the targets", "one-hot-zero-rows"),
+    ("SD102", "SD303", "tf.one_hot of the id K is a row of zeros: that class vanishes from the targets", "one-hot-zero-rows"),
+    ("SD103", "SD303", "tf.one_hot of the void id is a row of zeros", "one-hot-zero-rows"),
     # symptoms that explain other symptoms
     ("SD505", "SD501", "a constant map below the threshold is blank everywhere"),
     ("SD505", "SD610", "a constant output gives the metrics nothing to change"),
@@ -171,6 +186,11 @@ LABELS = {
     "SD603": "oscillating loss", "SD604": "flat loss", "SD605": "Dice/IoU collapse in the log",
     "SD606": "accuracy trap in the log", "SD607": "overfitting", "SD608": "stopped while improving",
     "SD609": "negative loss or Dice/IoU > 1 in the log", "SD610": "frozen metric",
+    "SD301": "image and mask out of step in the loader", "SD302": "masks rescaled in the loader",
+    "SD303": "targets the loss cannot read", "SD304": "implausible input scale", "SD305": "batches starved of foreground",
+    "SD306": "train and val preprocessed differently", "SD307": "batches that do not fit the model's input",
+    "SD409": "BatchNorm updating in a frozen backbone", "SD410": "activation applied twice",
+    "SD451": "learning rate outside the measured range", "SD509": "inference mode far worse than training mode",
 }
 
 #: what the verdict says about a run whose root cause explains these symptoms (first match wins)
