@@ -16,8 +16,11 @@ _VALIDATOR = jsonschema.Draft202012Validator(schema())
 def is_report(path: Path) -> dict[str, Any] | None:
     """The parsed file when it is a segdoctor report, else None."""
     try:
+        with open(path, "rb") as fh:  # a report starts with its schema key; hostile test inputs (deep, huge) do not
+            if b'"schema": "segdoctor.report/' not in fh.read(64):
+                return None
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("segdoctor.report/") else None
 

@@ -60,6 +60,13 @@ FILE_SAMPLE = 256
 GRID_SAMPLES = 8
 #: the loader-side fix appended to a file check's snippet when it fires on the batches
 PIPELINE_TOPICS = {"SD101": "binarise", "SD104": "channels", "SD106": "interpolated"}
+#: the fix in words when the files are clean and only the loading code needs the change
+LOADER_FIXES = {
+    "SD101": "Binarise the mask in the loading code (mask > 127, as integers) before it reaches the loss; the files are not at fault.",
+    "SD104": "Read the mask with one channel in the loading code (channels=1, or map the colours to ids); the files are not at fault.",
+    "SD106": "Resize and warp the mask with nearest-neighbour in the loading code (method=\"nearest\", "
+             "interpolation_order=0, mask= in albumentations); the files are not at fault.",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -293,9 +300,13 @@ def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding
         in_files = f.code in files_codes
         evidence["in_the_files"] = "yes" if in_files else "no"
         suffix = " (the files have it too)" if in_files else " (not in the files: the loader introduces it)"
-    snippet = f.snippet
+    snippet, fix = f.snippet, f.fix
     topic = PIPELINE_TOPICS.get(f.code)
-    if topic is not None:
+    if topic is not None and files_codes is not None and f.code not in files_codes:
+        # the files are clean: the repair is in the loading code alone, and a file repair would only mislead
+        snippet = pipeline_snippet(topic, src.kind)
+        fix = LOADER_FIXES[f.code]
+    elif topic is not None:
         snippet = pipeline_snippet(topic, src.kind) + ("\n\n# on the files themselves:\n" + snippet if snippet else "")
     body = f.title[:1].lower() + f.title[1:]
     if f.code == "SD106":
@@ -314,7 +325,7 @@ def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding
                     f"({evidence['fractional_pixel_share']:.1%} of their pixels): the masks are resized or warped with "
                     "interpolation")
     title = f"In the {src.split} pipeline: {body}{suffix}"
-    return dataclasses.replace(f, title=title, evidence=evidence, files=(), figures=tuple(figures), snippet=snippet,
+    return dataclasses.replace(f, title=title, evidence=evidence, files=(), figures=tuple(figures), snippet=snippet, fix=fix,
                                why=f.why + " (Found in the batches the pipeline yields, after its preprocessing.)")
 
 

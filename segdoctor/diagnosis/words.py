@@ -68,7 +68,7 @@ def verdict(diagnosis: Diagnosis, *, command: str, facts: Mapping[str, Any] | No
         clause = _condition_words(top, step, Run(findings, facts))
         return (f"{HEADLINES[step.finding.code]} ({step.finding.code}) because {lower_first(f.title)} ({f.code})"
                 + (f", and {clause}" if clause else "") + "." + tail)
-    if command == "check-data":
+    if command in ("check-data", "check-pipeline"):  # nothing has trained yet: the data (as the model will see it) is the subject
         return f"Not ready to train. Root cause: {lower_first(f.title)} ({f.code})." + tail
     return f"Root cause: {lower_first(f.title)} ({f.code})." + tail
 
@@ -84,6 +84,8 @@ def missing_inputs_hint(command: str, inputs: Mapping[str, str]) -> str:
         if missing:
             return f"add {' and '.join(missing)}"
         return "check the training code (augmentation, loss, preprocessing) against the findings below"
+    if command == "check-pipeline":
+        return "add --data DIR (the files the pipeline reads) and --model MODEL.keras"
     return "run check-model with --data and --history"
 
 
