@@ -139,3 +139,60 @@ def test_history_command_imports_neither_scipy_stats_nor_matplotlib():
     code = ("import sys; import segdoctor.commands.history; "
             "bad = [m for m in ('scipy.stats', 'matplotlib') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def _windows_one_by_one(y, level_series, a, b):
+    from segdoctor.checks.history import OSCILLATION_WINDOW, LossOscillation
+
+    flagged = np.zeros(b - a + 1, dtype=bool)
+    for start in range(a, b - OSCILLATION_WINDOW + 2, OSCILLATION_WINDOW // 2):
+        end = min(start + OSCILLATION_WINDOW - 1, b)
+        st = LossOscillation._stats(y[start:end + 1], level_series[start:end + 1])
+        if st is not None and st["oscillating"]:
+            flagged[start - a:end - a + 1] = True
+    return flagged
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 400), st.sampled_from(["noise", "zigzag", "steps", "nan"]))
+def test_oscillation_windows_judged_together_match_one_by_one(seed, n, kind):
+    from segdoctor.checks.history import LossOscillation
+
+    rng = np.random.default_rng(seed)
+    k = np.arange(n)
+    y = {"noise": 1 + rng.normal(0, 0.3, n), "zigzag": 1 + 0.5 * (-1.0) ** k * rng.uniform(0.2, 1.5, n),
+         "steps": np.round(1 + rng.normal(0, 0.5, n), 0), "nan": 1 + 0.6 * (-1.0) ** k}[kind]
+    if kind == "nan":
+        y[rng.integers(0, n, 5)] = np.nan
+    if kind == "steps":
+        y[: n // 3] = 0.0  # a zero level: the range takes over
+    level = y + rng.choice([0.0, 1.0])
+    a, b = int(rng.integers(0, 5)), n - 1 - int(rng.integers(0, 5))
+    assert np.array_equal(LossOscillation._window_flags(y, level, a, b), _windows_one_by_one(y, level, a, b))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(0, 6))
+def test_loss_form_among_many_metrics_is_the_first_match(seed, n, n_metrics):
+    from segdoctor.stats import curves
+
+    rng = np.random.default_rng(seed)
+    metric_pool = []
+    for k in range(n_metrics):
+        m = rng.uniform(0, 1, n)
+        if rng.integers(0, 4) == 0:
+            m[rng.integers(0, n)] = np.nan  # not finite where the loss is: compared on its own
+        metric_pool.append((f"m{k}", m))
+    loss = rng.uniform(-1, 2, n)
+    if metric_pool and rng.integers(0, 2):
+        target = metric_pool[int(rng.integers(0, len(metric_pool)))][1]
+        loss = (-target if rng.integers(0, 2) else 1 - target) + rng.normal(0, 0.005, n)
+    if rng.integers(0, 3) == 0:
+        loss[rng.integers(0, n)] = np.nan
+    expected = None
+    for name, m in metric_pool:
+        candidate = curves.loss_form(loss, m, metric_name=name)
+        if candidate.metric is not None:
+            expected = candidate
+            break
+    assert curves.loss_form_among(loss, metric_pool) == (expected or curves.loss_form(loss))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from segdoctor.report.model import Report
 
 #: files shown per finding in HTML (JSON has them all)
 FILES_SHOWN = 8
+#: findings of one check whose figures are drawn: a log with 400 frozen metrics gives 400 findings of one
+#: check with the same curves, and drawing each would make a report of megabytes that nobody scrolls
+FIGURES_PER_CHECK = 5
 
 
 def template_dir() -> Path:
@@ -53,7 +57,9 @@ def _fmt_number(value: Any) -> str:
     return str(value)
 
 
-def _environment():
+@functools.lru_cache(maxsize=1)
+def environment():
+    """The one jinja2 environment (templates compile once per process: figures render through it too)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -76,16 +82,21 @@ def _figure_view(fig: Figure) -> dict[str, Any]:
 def render_html(report: Report) -> str:
     from segdoctor import __version__
 
-    env = _environment()
+    env = environment()
     css = (template_dir() / "report.css").read_text(encoding="utf-8")
     findings = []
+    drawn: dict[str, int] = {}  # findings of each check whose figures were drawn
     for f in report.findings:
+        draw = drawn.get(f.code, 0) < FIGURES_PER_CHECK
+        if draw and f.figures:
+            drawn[f.code] = drawn.get(f.code, 0) + 1
         findings.append(
             {
                 "f": f,
                 "files_shown": list(f.files[:FILES_SHOWN]),
                 "files_more": max(0, len(f.files) - FILES_SHOWN),
-                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]],
+                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]] if draw else [],
+                "figures_left_out": 0 if draw else len(f.figures),
             }
         )
     sections = []

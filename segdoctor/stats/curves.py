@@ -129,6 +129,40 @@ def loss_form(loss: np.ndarray, metric: np.ndarray | None = None, *, metric_name
     return LossForm(PLAIN)
 
 
+def loss_form_among(loss: np.ndarray, metrics: list[tuple[str, np.ndarray]]) -> LossForm:
+    """``loss_form(loss, metric)`` for the first metric the loss is ``-metric`` or ``1 - metric`` of, else
+    ``loss_form(loss)``. Metrics finite wherever the loss is are compared together (a log may hold
+    thousands of them); the rest one by one, in order."""
+    loss = np.asarray(loss, dtype=float)
+    finite = np.isfinite(loss)
+    start = 0
+    while start < len(metrics):
+        # a run of metrics that share the loss's finite epochs, compared as one matrix (bounded in size)
+        stop = start
+        limit = max(1, (1 << 22) // max(loss.size, 1))
+        while stop < len(metrics) and stop - start < limit and np.isfinite(np.asarray(metrics[stop][1], dtype=float)[finite]).all():
+            stop += 1
+        if stop == start:
+            name, values = metrics[start]
+            form = loss_form(loss, values, metric_name=name)
+            if form.metric is not None:
+                return form
+            start += 1
+            continue
+        if finite.any():
+            block = np.stack([np.asarray(v, dtype=float)[finite] for _, v in metrics[start:stop]])
+            lv = loss[finite]
+            negative = np.median(np.abs(lv + block), axis=1) <= LOSS_RELATION_TOLERANCE
+            one_minus = np.median(np.abs(lv - (1.0 - block)), axis=1) <= LOSS_RELATION_TOLERANCE
+            hit = np.flatnonzero(negative | one_minus)
+            if hit.size:
+                k = int(hit[0])
+                name = metrics[start + k][0]
+                return LossForm(NEGATIVE_OVERLAP, name, 1.0) if negative[k] else LossForm(ONE_MINUS_OVERLAP, name, 0.0)
+        start = stop
+    return loss_form(loss)
+
+
 # --- curve statistics ----------------------------------------------------------------------------
 
 
@@ -349,3 +383,31 @@ def learning_rate_changes(lr: np.ndarray, *, min_relative: float = 0.05) -> list
     before, after = y[:-1], y[1:]
     changed = np.flatnonzero(np.abs(after - before) > min_relative * np.maximum(np.abs(before), 1e-30))
     return list(zip(idx[changed + 1].tolist(), before[changed].tolist(), after[changed].tolist()))
+
+
+def envelope(x: np.ndarray, values: np.ndarray, *, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` (x, value) points that draw like the whole curve: per bucket of consecutive
+    epochs, its lowest and highest value in their order, so spikes and NaN episodes stay visible.
+
+    Non-finite values are gaps (a bucket of nothing but gaps stays a gap); a curve that already fits is
+    returned as is.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(values, dtype=float)
+    n = y.size
+    if n <= max_points:
+        return x, y
+    buckets = max(1, max_points // 2)
+    width = -(-n // buckets)  # ceil
+    buckets = -(-n // width)
+    pad = buckets * width - n
+    grid = np.concatenate([np.where(np.isfinite(y), y, np.nan), np.full(pad, np.nan)]).reshape(buckets, width)
+    gap = np.all(np.isnan(grid), axis=1)
+    lo = np.argmin(np.where(np.isnan(grid), np.inf, grid), axis=1)
+    hi = np.argmax(np.where(np.isnan(grid), -np.inf, grid), axis=1)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    base = np.arange(buckets) * width
+    order = np.column_stack([base + first, base + second]).ravel()
+    xs, ys = x[order], y[order].astype(float)
+    ys[np.repeat(gap, 2)] = np.nan
+    return xs, np.where(np.isfinite(ys), ys, np.nan)
