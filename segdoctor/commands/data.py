@@ -69,11 +69,17 @@ def check_data(
     ignore: Sequence[str] = (),
     jobs: int | None = None,
     sample: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = None,
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Report:
-    """Run the data checks on the dataset at ``path`` and return the report."""
+    """Run the data checks on the dataset at ``path`` and return the report.
+
+    ``progress``: a ``(done, total, label)`` callback, or ``True`` for a tqdm bar (a widget in notebooks).
+    """
+    from segdoctor.progress import resolve_progress
+
+    progress = resolve_progress(progress)
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"--num-classes {num_classes}: expected a positive number of classes (2 for binary masks).")
     if sample is not None and sample < 1:

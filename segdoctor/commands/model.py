@@ -178,18 +178,23 @@ def check_model(
     num_classes: int | None = None,
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
-    progress: PROGRESS | None = None,
+    progress: PROGRESS | bool | None = None,
 ) -> Report:
-    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report."""
+    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report.
+
+    ``progress``: a ``(done, total, label)`` callback, or ``True`` for a tqdm bar (a widget in notebooks).
+    """
     from segdoctor.checks.model import ModelContext
     from segdoctor.checks.predictions import PredictionContext
     from segdoctor.commands.data import check_data
     from segdoctor.io.inference import PREPROCESS_MODES, evaluate_function, run_inference
     from segdoctor.io.model import custom_functions, load_custom_objects, load_model
     from segdoctor.io.model_spec import describe_model
+    from segdoctor.progress import resolve_progress
     from segdoctor.registry import select_checks
     from segdoctor.runner import run_checks
 
+    progress = resolve_progress(progress)
     if not 0.0 < threshold < 1.0:
         raise UsageError(f"--threshold {threshold}: expected a probability strictly between 0 and 1.")
     if batch_size < 1:

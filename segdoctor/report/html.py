@@ -115,9 +115,25 @@ def render_html(report: Report) -> str:
     )
 
 
-def write_html(report: Report, path: str | Path) -> Path:
+def html_page(report: Report) -> str:
+    """The self-contained page ``--report`` writes."""
     from segdoctor.io.dataset import printable
-    from segdoctor.io.outputs import atomic_write_text
 
     # file names that are not UTF-8 can reach the page through notes and captions, not only file lists
-    return atomic_write_text(path, printable(render_html(report)))
+    return printable(render_html(report))
+
+
+def write_html(report: Report, path: str | Path) -> Path:
+    from segdoctor.io.outputs import atomic_write_text
+
+    return atomic_write_text(path, html_page(report))
+
+
+def notebook_html(report: Report) -> str:
+    """The report for a notebook cell: the page inside an ``<iframe srcdoc>``, so its CSS styles only itself.
+
+    The page is an attribute value here, escaped by the template (``&``, ``<``, ``>`` and both quotes), so
+    nothing in it can close the attribute or the iframe. The iframe is sandboxed: the page needs no script.
+    """
+    return environment().get_template("notebook.html.j2").render(page=html_page(report), report=report,
+                                                                 verdict=report.verdict)
