@@ -147,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR,
                         format="segdoctor: %(message)s", stream=sys.stderr)
+    if getattr(args, "verbose", False):
+        import segdoctor.io.model as model_io
+
+        model_io.show_native_logs = True  # -v: TensorFlow's own log lines too (a GPU setup to debug)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

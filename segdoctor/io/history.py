@@ -385,6 +385,9 @@ def read_tensorboard_dir(path: str | Path) -> History:
 
 def _scalar_events(path: Path):
     """(tag, step, value) for every scalar in one event file, scalars stored as simple values or tensors."""
+    from segdoctor.io.model import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # tensorboard's reader imports TensorFlow when installed: keep its C++ chatter off the terminal
     try:
         from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
         from tensorboard.util.tensor_util import make_ndarray
