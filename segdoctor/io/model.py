@@ -140,6 +140,8 @@ def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dic
     registered under other names). Importing runs the user's code: only files the user named.
     """
     found: dict[str, Any] = {}
+    if paths:
+        import_keras()  # the user's module imports keras itself: import it first, quietly
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.is_file():
