@@ -1,7 +1,7 @@
 """Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing a PNG.
 
-Each figure kind has one renderer ``(Figure) -> PNG bytes``; ``lines`` also has an SVG renderer
-(``segdoctor.report.svg``, no matplotlib), which the report uses. Kinds:
+Each figure kind has one renderer ``(Figure) -> PNG bytes``; ``lines``, ``bar`` and ``histogram`` also
+have an SVG renderer (``segdoctor.report.svg``, no matplotlib), which the report uses. Kinds:
 
 - ``bar``: ``labels``, ``values``, optional ``ylabel``, ``log``, ``highlight`` (labels to colour)
 - ``histogram``: precomputed ``edges`` + ``counts`` or ``series`` of such, optional ``xlabel``, ``log``, ``vlines``
@@ -28,14 +28,17 @@ Renderer = Callable[[Figure], bytes]
 RENDERERS: dict[str, Renderer] = {}
 
 
-def _lines_svg(figure: Figure) -> bytes:
-    from segdoctor.report.svg import lines_svg
+def _svg(name: str) -> Renderer:
+    def draw(figure: Figure) -> bytes:
+        from segdoctor.report import svg
 
-    return lines_svg(figure)
+        return getattr(svg, name)(figure)
+
+    return draw
 
 
 #: kinds the report embeds as SVG, drawn without importing matplotlib (``render_png`` still draws them as PNG)
-SVG_RENDERERS: dict[str, Renderer] = {"lines": _lines_svg}
+SVG_RENDERERS: dict[str, Renderer] = {"lines": _svg("lines_svg"), "bar": _svg("bar_svg"), "histogram": _svg("histogram_svg")}
 
 _STYLE = {
     "figure.dpi": 100,

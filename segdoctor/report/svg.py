@@ -1,10 +1,10 @@
-"""Line charts as SVG, without matplotlib: the layout is computed here, ``lines.svg.j2`` renders it.
+"""Charts as SVG, without matplotlib: the layout is computed here, ``chart.svg.j2`` renders it.
 
-Training curves are the report's most frequent figure. Drawing them with matplotlib costs its import
-(0.4-0.9 s) plus about 0.1 s a figure, more than everything else ``check-history`` does; an SVG of a
-few hundred points is a few milliseconds, scales without blur and is a few kilobytes. The chart reads
-the ``lines`` figure data that ``segdoctor.report.figures`` documents (``x``, ``series`` with ``axis``
-left/right, ``spans``, ``vlines``, ``log``/``y2log``, labels).
+Curves, bar charts and histograms are most of a report's figures. Drawing them with matplotlib costs
+its import (0.4-0.9 s) plus 0.1-0.5 s a figure, more than everything else ``check-history`` does and
+most of what ``check-model`` adds to TensorFlow; an SVG of a few hundred points takes milliseconds,
+scales without blur and is a few kilobytes. The charts read the figure data that
+``segdoctor.report.figures`` documents for the ``lines``, ``bar`` and ``histogram`` kinds.
 """
 
 from __future__ import annotations
@@ -59,10 +59,13 @@ def _log_label(value: float) -> str:
 class Axis:
     """A value axis: the range shown and its ticks; maps values to pixel rows (``y0`` bottom, ``y1`` top)."""
 
-    def __init__(self, values: np.ndarray, *, log: bool, y0: float, y1: float, integer: bool = False) -> None:
+    def __init__(self, values: np.ndarray, *, log: bool, y0: float, y1: float, integer: bool = False,
+                 include_zero: bool = False) -> None:
         finite = values[np.isfinite(values)]
         if log:
             finite = finite[finite > 0]
+        elif include_zero:
+            finite = np.r_[finite, 0.0]
         self.log = bool(log) and finite.size > 0
         self.y0, self.y1 = y0, y1
         if finite.size == 0:
@@ -76,12 +79,18 @@ class Axis:
             lo, hi = lo - pad, hi + pad
         pad = 0.05 * (hi - lo)  # matplotlib's default margins
         self.lo, self.hi = lo - pad, hi + pad
+        if include_zero and not self.log and lo >= 0:
+            self.lo = 0.0  # bars and histograms stand on the axis
+        elif include_zero and self.log:
+            self.lo = math.floor(lo + 1e-9) - (1.0 if lo - math.floor(lo + 1e-9) < 0.05 else 0.0)  # ... from a decade below
         self.ticks: list[tuple[float, str]] = []
         if self.log:
             first, last = math.ceil(self.lo - 1e-9), math.floor(self.hi + 1e-9)
             decades = list(range(first, last + 1))
             stride = max(1, math.ceil(len(decades) / 6))
             mults = (1, 2, 5) if len(decades) <= 2 else (1,)
+            if self.hi - self.lo < 0.7:  # under a decade: every multiple
+                mults = tuple(range(1, 10))
             for d in range(first - 1, last + 1):
                 if (d - first) % stride:
                     continue
@@ -125,7 +134,8 @@ def _path(px: np.ndarray, py: np.ndarray) -> str:
 
 
 def lines_layout(figure: Figure) -> dict[str, Any]:
-    """Everything ``lines.svg.j2`` draws, in pixels."""
+    """``lines``: ``x`` and ``series`` (``label``, ``y``, ``axis`` left/right, ``color``, ``style``), ``spans``,
+    ``vlines``, ``log``/``y2log``."""
     d = figure.data
     x = np.asarray(d["x"], dtype=float)
     series = list(d.get("series", ()))
@@ -158,7 +168,7 @@ def lines_layout(figure: Figure) -> dict[str, Any]:
         if px.size <= 30:
             markers = [(float(a), float(b)) for a, b in zip(px, py) if math.isfinite(a) and math.isfinite(b)]
         drawn.append({"label": str(s.get("label", "")), "color": color, "dash": DASHES.get(s.get("style", "-"), ""),
-                      "path": _path(px, py), "markers": markers})
+                      "path": _path(px, py), "markers": markers, "fill": ""})
 
     def clip_x(v: float) -> float:
         return min(max(xaxis.pixel(v), x0), x1)
@@ -168,38 +178,128 @@ def lines_layout(figure: Figure) -> dict[str, Any]:
         a, b = clip_x(float(sp["start"])), clip_x(float(sp["end"]))
         spans.append({"x": min(a, b), "width": max(abs(b - a), 1.0), "label": str(sp.get("label", "")),
                       "color": sp.get("color", "#f4a261")})
-    vlines = [{"x": clip_x(float(v["x"])), "label": str(v.get("label", ""))} for v in d.get("vlines", ())]
+    vlines = [{"x": clip_x(float(v["x"])), "label": str(v.get("label", "")), "top": False} for v in d.get("vlines", ())]
 
-    # legend below the plot, wrapped into rows: it never hides a curve
+    return _frame(figure.title, x0, x1, y0, y1, xaxis=xaxis, yaxis=yaxis, y2axis=y2axis, series=drawn, spans=spans,
+                  vlines=vlines, xlabel=str(d.get("xlabel", "")), ylabel=str(d.get("ylabel", "")),
+                  y2label=str(d.get("y2label", "")))
+
+
+def _legend(series: list[dict], x0: float, x1: float, top: float) -> tuple[list[dict], float]:
+    """Legend entries below the plot, wrapped into rows (it never hides a curve); returns them and the bottom."""
     legend, row, cursor = [], 0, float(x0)
-    for item in drawn:
+    for item in series:
         if not item["label"]:
             continue
         text = item["label"] if len(item["label"]) <= 60 else item["label"][:59] + "…"
         width = 34 + CHAR_WIDTH * len(text)
         if cursor + width > x1 and cursor > x0:
             row, cursor = row + 1, float(x0)
-        legend.append({"x": cursor, "row": row, "label": text, "color": item["color"], "dash": item["dash"]})
+        legend.append({"x": cursor, "row": row, "label": text, "color": item["color"], "dash": item["dash"],
+                       "fill": item.get("fill", "")})
         cursor += width
-    legend_top = y0 + X_AXIS_SPACE
-    height = legend_top + (row + 1) * LEGEND_ROW + 4 if legend else y0 + X_AXIS_SPACE
     for item in legend:
-        item["y"] = legend_top + item["row"] * LEGEND_ROW + LEGEND_ROW / 2
+        item["y"] = top + item["row"] * LEGEND_ROW + LEGEND_ROW / 2
+    return legend, (top + (row + 1) * LEGEND_ROW + 4 if legend else top)
 
+
+def _ticks(axis: Axis | None, y0: float, y1: float) -> list[tuple[float, str]]:
+    if axis is None:
+        return []
+    return [(y0 + (v - axis.lo) / (axis.hi - axis.lo) * (y1 - y0), lab) for v, lab in axis.ticks]
+
+
+def _frame(title: str, x0: float, x1: float, y0: float, y1: float, *, xaxis: Axis | None, yaxis: Axis,
+           y2axis: Axis | None = None, series: list[dict] = (), bars: list[dict] = (), spans: list[dict] = (),
+           vlines: list[dict] = (), xticks: list[tuple[float, str]] | None = None, rotate_xticks: bool = False,
+           xlabel: str = "", ylabel: str = "", y2label: str = "") -> dict[str, Any]:
+    """Everything ``chart.svg.j2`` draws, in pixels: the plot area, axes, ticks, marks and legend."""
+    if xticks is None:
+        xticks = [(xaxis.pixel(v), lab) for v, lab in xaxis.ticks] if xaxis is not None else []
+    tick_space = 15 + (min(max((len(lab) for _, lab in xticks), default=0), 24) * 4.5 if rotate_xticks else 0)
+    xlabel_y = y0 + tick_space + 17
+    legend, bottom = _legend(list(series), x0, x1, xlabel_y + (8 if xlabel else -10))
+    height = max(bottom, xlabel_y + 8)
     return {
-        "width": WIDTH, "height": height, "title": figure.title, "x0": x0, "x1": x1, "y0": y0, "y1": y1,
-        "xticks": [(xaxis.pixel(v), lab) for v, lab in xaxis.ticks],
-        "yticks": [(y0 + (v - yaxis.lo) / (yaxis.hi - yaxis.lo) * (y1 - y0), lab) for v, lab in yaxis.ticks],
-        "y2ticks": [] if y2axis is None else [(y0 + (v - y2axis.lo) / (y2axis.hi - y2axis.lo) * (y1 - y0), lab)
-                                              for v, lab in y2axis.ticks],
-        "xlabel": str(d.get("xlabel", "")), "ylabel": str(d.get("ylabel", "")),
-        "y2label": str(d.get("y2label", "")) if y2axis is not None else "",
-        "series": drawn, "spans": spans, "vlines": vlines, "legend": legend,
+        "width": x1 + (RIGHT_WITH_AXIS if y2axis is not None else RIGHT_PLAIN), "height": height, "title": title,
+        "x0": x0, "x1": x1, "y0": y0, "y1": y1, "xticks": xticks, "rotate_xticks": rotate_xticks,
+        "yticks": _ticks(yaxis, y0, y1), "y2ticks": _ticks(y2axis, y0, y1), "xlabel": xlabel, "xlabel_y": xlabel_y,
+        "ylabel": ylabel, "y2label": y2label if y2axis is not None else "", "series": list(series), "bars": list(bars),
+        "spans": list(spans), "vlines": list(vlines), "legend": legend,
     }
+
+
+def bar_layout(figure: Figure) -> dict[str, Any]:
+    """``bar``: ``labels`` and ``values``; ``highlight`` labels drawn in the second colour; ``log`` y axis."""
+    d = figure.data
+    labels = [str(x) for x in d["labels"]]
+    values = np.asarray([float(v) for v in d["values"]], dtype=float)
+    n = max(len(labels), 1)
+    width = int(min(1000, max(400, 35 * n + 200)))
+    x0, x1, y0, y1 = LEFT, width - RIGHT_PLAIN, TOP + PLOT_HEIGHT, TOP
+    yaxis = Axis(values, log=bool(d.get("log")), y0=y0, y1=y1, include_zero=True)
+    highlight = {str(x) for x in d.get("highlight", ())}
+    slot = (x1 - x0) / n
+    base = y0 if yaxis.log else min(max(yaxis.pixel(0.0), y1), y0)
+    bars, xticks = [], []
+    for i, (label, value) in enumerate(zip(labels, values)):
+        centre = x0 + (i + 0.5) * slot
+        top = yaxis.pixel(value)
+        if math.isfinite(top):
+            top = min(max(top, y1), y0)
+            bars.append({"x": centre - 0.4 * slot, "w": 0.8 * slot, "y": min(top, base), "h": abs(base - top),
+                         "color": PALETTE[1] if label in highlight else PALETTE[0]})
+        xticks.append((centre, label if len(label) <= 24 else label[:23] + "…"))
+    return _frame(figure.title, x0, x1, y0, y1, xaxis=None, yaxis=yaxis, bars=bars, xticks=xticks,
+                  rotate_xticks=n > 8, xlabel=str(d.get("xlabel", "")), ylabel=str(d.get("ylabel", "")))
+
+
+def histogram_layout(figure: Figure) -> dict[str, Any]:
+    """``histogram``: precomputed ``edges`` + ``counts`` (or ``series`` of them); ``vlines``; ``log`` y axis."""
+    d = figure.data
+    series = d.get("series") or [{"label": "", "edges": d["edges"], "counts": d["counts"]}]
+    x0, x1, y0, y1 = LEFT, 650 - RIGHT_PLAIN, TOP + PLOT_HEIGHT, TOP
+    edges = [np.asarray(s["edges"], dtype=float) for s in series]
+    counts = [np.asarray(s["counts"], dtype=float) for s in series]
+    extra = [float(v["x"]) for v in d.get("vlines", ())]
+    xaxis = Axis(np.concatenate(edges + [np.asarray(extra)]), log=False, y0=x0, y1=x1)
+    yaxis = Axis(np.concatenate(counts) if counts else np.zeros(0), log=bool(d.get("log")), y0=y0, y1=y1,
+                 include_zero=True)
+    drawn = []
+    single = len(series) == 1
+    for i, (s, e, c) in enumerate(zip(series, edges, counts)):
+        px = xaxis.transform(e)
+        py = yaxis.transform(c)
+        py = np.where(np.isfinite(py), np.clip(py, y1, y0), y0)  # empty bins of a log axis sit on the axis
+        base = y0 if yaxis.log else min(max(yaxis.pixel(0.0), y1), y0)
+        xs = np.repeat(px, 2)[1:-1]
+        ys = np.repeat(py, 2)
+        path = "".join(f"{'M' if k == 0 else 'L'}{a:.1f} {b:.1f}" for k, (a, b) in enumerate(zip(xs, ys)))
+        color = PALETTE[i % len(PALETTE)]
+        if single and path:
+            path = f"M{px[0]:.1f} {base:.1f}L" + path[1:] + f"L{px[-1]:.1f} {base:.1f}Z"
+        drawn.append({"label": str(s.get("label", "") or ""), "color": color, "dash": "", "path": path, "markers": [],
+                      "fill": color if single else ""})
+    vlines = [{"x": min(max(xaxis.pixel(float(v["x"])), x0), x1), "label": str(v.get("label", "")), "top": True}
+              for v in d.get("vlines", ())]
+    return _frame(figure.title, x0, x1, y0, y1, xaxis=xaxis, yaxis=yaxis, series=drawn, vlines=vlines,
+                  xlabel=str(d.get("xlabel", "")), ylabel=str(d.get("ylabel", "count")))
+
+
+def _render(layout: dict[str, Any]) -> bytes:
+    from segdoctor.report.html import environment
+
+    return environment().get_template("chart.svg.j2").render(**layout).encode("utf-8")
 
 
 def lines_svg(figure: Figure) -> bytes:
     """The ``lines`` figure as a standalone SVG document (text autoescaped by the template)."""
-    from segdoctor.report.html import environment
+    return _render(lines_layout(figure))
 
-    return environment().get_template("lines.svg.j2").render(**lines_layout(figure)).encode("utf-8")
+
+def bar_svg(figure: Figure) -> bytes:
+    return _render(bar_layout(figure))
+
+
+def histogram_svg(figure: Figure) -> bytes:
+    return _render(histogram_layout(figure))
