@@ -234,7 +234,7 @@ def _read_image(source, suffix: str) -> Decoded:
                     raise UnreadableFile(f"header claims {w}x{h} pixels, above the {MAX_PIXELS:,}-pixel safety limit")
                 fast = fast_pixels(im, fmt, data) if data is not None else None
                 if fast is not None:
-                    return _decoded(fast[0], fmt, im.mode, None, fast[1])
+                    return _fast_decoded(fast[0], fmt, im.mode, fast[1])
                 orientation = 1
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
@@ -275,15 +275,19 @@ def _read_image(source, suffix: str) -> Decoded:
         elif "truncated" in msg.lower() or isinstance(exc, (OSError, SyntaxError)):
             msg = f"truncated or corrupt data ({msg})"
         raise UnreadableFile(msg) from None
-    return _decoded(a, fmt, mode, palette, orientation)
-
-
-def _decoded(a: np.ndarray, fmt: str, mode: str, palette, orientation: int) -> Decoded:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or a.size == 0:
         raise UnreadableFile(f"decoded to shape {a.shape}; expected a 2-D image")
     return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), palette=palette, exif_orientation=orientation)
+
+
+def _fast_decoded(a: np.ndarray, fmt: str, mode: str, orientation: int) -> Decoded:
+    """What the Pillow path returns for these pixels: ``segdoctor.io.codecs`` takes only single-frame files
+    without a palette, whose shape it has checked against the header."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), exif_orientation=orientation)
 
 
 def read_array(path: str | Path) -> np.ndarray:
