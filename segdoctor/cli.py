@@ -147,10 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.ERROR,
                         format="segdoctor: %(message)s", stream=sys.stderr)
-    if getattr(args, "verbose", False):
-        import segdoctor.io.model as model_io
-
-        model_io.show_native_logs = True  # -v: TensorFlow's own log lines too (a GPU setup to debug)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -160,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             return _explain(args)
         _check_output_paths(args, modules[args.command])
+        if args.verbose:
+            import segdoctor.io.model as model_io
+
+            model_io.show_native_logs = True  # -v: TensorFlow's own log lines too (a GPU setup to debug)
         if args.command == "check-data":
             from segdoctor.allocator import tune_allocator
 

@@ -14,6 +14,7 @@ from segdoctor.engines import ENGINES, scan_records, validate_engine
 from segdoctor.errors import UsageError
 from segdoctor.findings import Figure, Section, Table
 from segdoctor.io.dataset import discover_dataset, sample_dataset
+from segdoctor.progress import resolve_progress
 from segdoctor.registry import Check, all_checks, select_checks, split_patterns
 from segdoctor.report.model import Report
 from segdoctor.runner import run_checks
@@ -73,13 +74,7 @@ def check_data(
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Report:
-    """Run the data checks on the dataset at ``path`` and return the report.
-
-    ``progress``: a ``(done, total, label)`` callback, or ``True`` for a tqdm bar (a widget in notebooks).
-    """
-    from segdoctor.progress import resolve_progress
-
-    progress = resolve_progress(progress)
+    """Run the data checks on the dataset at ``path`` and return the report."""
     if num_classes is not None and num_classes < 1:
         raise UsageError(f"--num-classes {num_classes}: expected a positive number of classes (2 for binary masks).")
     if sample is not None and sample < 1:
@@ -87,6 +82,7 @@ def check_data(
     validate_engine(engine, scheduler)
     checks = select_checks(["data"], select, ignore)
     ds = discover_dataset(path, images=images, masks=masks, mask_pattern=mask_pattern)
+    progress = resolve_progress(progress)  # True: a tqdm bar (a widget in notebooks)
     if sample:
         ds = sample_dataset(ds, sample)
     records = scan_records(ds.pairs, engine=engine, scheduler=scheduler, jobs=jobs, progress=progress,

@@ -188,7 +188,7 @@ def check_model(
     from segdoctor.checks.predictions import PredictionContext
     from segdoctor.commands.data import check_data
     from segdoctor.io.inference import PREPROCESS_MODES, evaluate_function, run_inference
-    from segdoctor.io.model import custom_functions, load_custom_objects, load_model
+    from segdoctor.io.model import custom_functions, import_keras, load_custom_objects, load_model
     from segdoctor.io.model_spec import describe_model
     from segdoctor.progress import resolve_progress
     from segdoctor.registry import select_checks
@@ -218,6 +218,8 @@ def check_model(
     run_data_checks = any(c.scope == "data" for c in chosen)
     run_history_checks = any(c.scope == "history" for c in chosen)
 
+    if custom_objects:
+        import_keras()  # the user's file imports keras itself: import it first, quietly
     objects = load_custom_objects(list(custom_objects))
     loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
     spec = describe_model(loaded)

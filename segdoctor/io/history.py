@@ -12,7 +12,6 @@ import csv
 import itertools
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +229,8 @@ _CSV_BATCH_ROWS = 1 << 16
 
 def _text_lines(text: str):
     """The non-blank lines of ``text`` (split at \\n, \\r\\n or \\r), one at a time: no list of a million strings."""
+    import re
+
     for m in re.finditer(r"[^\r\n]+", text):
         line = m.group()
         if line.strip():

@@ -74,6 +74,24 @@ def import_keras():
     return keras
 
 
+def _start_tensorflow() -> None:
+    """List TensorFlow's devices once, if it is loaded: the CUDA probe (and its log lines) happens here."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return
+    try:
+        tf.config.list_physical_devices()
+    except Exception:  # a broken device setup shows up, with its message, when the model runs
+        pass
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (when installed) as ``import_keras`` does: for readers that use it indirectly."""
+    quiet_tensorflow()
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is not None:
+        _import_with_silent_stderr("tensorflow")
+
+
 def _import_with_silent_stderr(name: str) -> None:
     """Import a module, and start TensorFlow's runtime, while file descriptor 2 points to /dev/null.
 
@@ -106,24 +124,6 @@ def _import_with_silent_stderr(name: str) -> None:
         os.close(devnull)
 
 
-def _start_tensorflow() -> None:
-    """List TensorFlow's devices once, if it is loaded: the CUDA probe (and its log lines) happens here."""
-    tf = sys.modules.get("tensorflow")
-    if tf is None:
-        return
-    try:
-        tf.config.list_physical_devices()
-    except Exception:  # a broken device setup shows up, with its message, when the model runs
-        pass
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow (when installed) as ``import_keras`` does: for readers that use it indirectly."""
-    quiet_tensorflow()
-    if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is not None:
-        _import_with_silent_stderr("tensorflow")
-
-
 def custom_objects_file(spec: str | Path) -> str:
     """The file part of a ``--custom-objects`` value: ``losses.py`` or ``losses.py:make_loss``."""
     text = str(spec)
@@ -140,8 +140,6 @@ def load_custom_objects(paths: list[str | Path] | tuple[str | Path, ...]) -> dic
     registered under other names). Importing runs the user's code: only files the user named.
     """
     found: dict[str, Any] = {}
-    if paths:
-        import_keras()  # the user's module imports keras itself: import it first, quietly
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.is_file():

@@ -96,7 +96,8 @@ class Report:
         suffix = Path(str(path)).suffix.lower()
         if suffix not in (".html", ".htm", ".json"):
             raise OutputError(f"{path}: unknown report type {suffix or '(no suffix)'!r}; expected a .html or .json path.")
-        guard_outputs([("save", path)], [("target", self.target)])
+        inputs = [("target", self.target), *dict(getattr(self, "inputs", None) or {}).items()]  # everything it read
+        guard_outputs([("save", path)], inputs)
         if suffix == ".json":
             from segdoctor.report.json_writer import write_json
 
