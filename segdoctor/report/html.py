@@ -73,6 +73,9 @@ def environment():
     return env
 
 
+_environment = environment  # the name callers used before the environment was cached
+
+
 def _figure_view(fig: Figure) -> dict[str, Any]:
     from segdoctor.report.figures import data_uri
 
