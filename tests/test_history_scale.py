@@ -121,6 +121,14 @@ def test_csv_errors_keep_their_precedence_across_batches(tmp_path, monkeypatch):
         read_history(p)
 
 
+def test_csv_field_limit_still_applies(tmp_path):
+    # the csv module refuses a field over 131,072 characters; the fast numeric parser would read it as a number
+    p = tmp_path / "log.csv"
+    p.write_text("loss,val_loss\n" + "1" * 140_000 + ",0.5\n0.4,0.5\n")
+    with pytest.raises(csv.Error):
+        history_io.read_history_csv(p)
+
+
 def test_json_columns_convert_as_the_cell_by_cell_definition():
     values = {"loss": [1, 0.5, 2**60, -0.0], "acc": [0.1, None, "NA", " 0.3 "], "n": np.arange(4, dtype=np.int32),
               "b": np.array([True, False, True, False])}

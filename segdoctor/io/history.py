@@ -269,7 +269,8 @@ def read_history_csv(path: str | Path, text: str | None = None) -> History:
         batch = list(itertools.islice(lines, _CSV_BATCH_ROWS))
         if not batch:
             break
-        block = _numeric_block(batch, delimiter, len(header))
+        # a line longer than the csv module's field limit goes to the csv path, which refuses it as before
+        block = _numeric_block(batch, delimiter, len(header)) if max(map(len, batch)) <= csv.field_size_limit() else None
         if block is not None:  # the common case: every cell a number, parsed in C
             for j in range(len(header)):
                 parts[j].append((block[:, j].copy(), None if j in epoch_cols else np.zeros(len(batch), dtype=bool)))
