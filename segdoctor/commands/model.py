@@ -178,17 +178,14 @@ def check_model(
     num_classes: int | None = None,
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
-    progress: PROGRESS | bool | None = None,
+    progress: PROGRESS | None = None,
 ) -> Report:
-    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report.
-
-    ``progress``: a ``(done, total, label)`` callback, or ``True`` for a tqdm bar (a widget in notebooks).
-    """
+    """Check a saved Keras model; with ``data``, also its predictions and the dataset itself. Returns the report."""
     from segdoctor.checks.model import ModelContext
     from segdoctor.checks.predictions import PredictionContext
     from segdoctor.commands.data import check_data
     from segdoctor.io.inference import PREPROCESS_MODES, evaluate_function, run_inference
-    from segdoctor.io.model import custom_functions, import_keras, load_custom_objects, load_model
+    from segdoctor.io.model import custom_functions, load_custom_objects, load_model
     from segdoctor.io.model_spec import describe_model
     from segdoctor.progress import resolve_progress
     from segdoctor.registry import select_checks
@@ -219,6 +216,8 @@ def check_model(
     run_history_checks = any(c.scope == "history" for c in chosen)
 
     if custom_objects:
+        from segdoctor.io.model import import_keras
+
         import_keras()  # the user's file imports keras itself: import it first, quietly
     objects = load_custom_objects(list(custom_objects))
     loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
