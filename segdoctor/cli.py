@@ -15,6 +15,7 @@ from importlib import import_module
 
 from segdoctor import __version__
 from segdoctor.errors import SegDoctorError
+from segdoctor.progress import TqdmProgress as Progress  # tqdm.auto bars, on a TTY, unless -q
 
 #: command modules, each with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args, progress)``
 COMMAND_MODULES = (
@@ -29,41 +30,6 @@ COMMAND_MODULES = (
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("segdoctor")
-
-
-class Progress:
-    """A small progress bar on stderr, shown only on a TTY and only for scans longer than about a second."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._start: float | None = None
-        self._last = 0.0
-        self._shown = False
-        self._label = ""
-
-    def __call__(self, done: int, total: int, label: str = "") -> None:
-        if not self.enabled or total <= 0:
-            return
-        import time
-
-        now = time.monotonic()
-        if self._start is None or label != self._label:
-            self._start, self._label, self._shown = now, label, False
-        if now - self._start < 1.0 and done < total:
-            return
-        if now - self._last < 0.1 and done < total:
-            return
-        self._last = now
-        width = 30
-        filled = int(width * done / total)
-        rate = done / max(now - self._start, 1e-9)
-        eta = (total - done) / rate if rate > 0 else 0
-        sys.stderr.write(f"\r{label:<12} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:6.1f}/s eta {eta:4.0f}s")
-        self._shown = True
-        if done >= total:
-            sys.stderr.write("\n")
-            self._start = None
-        sys.stderr.flush()
 
 
 def add_common_arguments(p: argparse.ArgumentParser, default_report: str = "segdoctor-report.html") -> None:
@@ -224,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "schema":
             return _schema(args)
         _check_output_paths(args, modules[args.command])
+        if args.verbose:
+            import segdoctor.io.model as model_io
+
+            model_io.show_native_logs = True  # -v: TensorFlow's own log lines too (a GPU setup to debug)
         if args.command == "check-data":
             from segdoctor.allocator import tune_allocator
 
@@ -231,7 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # (check-model leaves TensorFlow's allocations to the defaults; its scan workers tune themselves.)
             tune_allocator()
         progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
-        report = modules[args.command].run(args, progress)
+        try:
+            report = modules[args.command].run(args, progress)
+        finally:
+            progress.close()
         written = _write_outputs(report, args)
     except SegDoctorError as exc:
         print(_printable(f"segdoctor: error: {exc}"), file=sys.stderr)

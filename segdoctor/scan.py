@@ -48,7 +48,7 @@ def register_extractors() -> None:
 
 
 def _preload_worker_modules() -> None:
-    """Import, before forking, the modules the extractors load lazily (scipy.ndimage: 0.15-0.25 s).
+    """Import, before forking, the modules the workers load lazily (scipy.ndimage: 0.15-0.25 s; the decoders).
 
     Forked workers then share the loaded module instead of each importing it again: the same wall time
     once, and nothing on every later scan in this process."""
@@ -56,6 +56,9 @@ def _preload_worker_modules() -> None:
         import scipy.ndimage  # noqa: F401
     except ImportError:  # the extractor reports it per file, as it would without the preload
         pass
+    from segdoctor.io.codecs import preload
+
+    preload()  # imagecodecs and its PNG/JPEG/TIFF modules: ~25 ms a worker would otherwise pay
 
 
 #: in a worker process: the extractors this scan runs (None: all), set by ``_init_worker``
@@ -81,6 +84,12 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: a spawned worker (TensorFlow loaded: check-model --data) starts a fresh interpreter and imports numpy, scipy,
+#: Pillow and segdoctor, 1-2 s before its first pair; a pair takes 2-10 ms. Below this many pairs the scan
+#: finishes sooner in this process (64 pairs: 0.2 s instead of 2.6 s, measured by bench_check_model.py).
+SPAWN_MIN_PAIRS = 256
+
+
 def _context():
     # Forking a process that has loaded TensorFlow (check-model --data) can deadlock; spawn then.
     if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
@@ -97,7 +106,8 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
     retain = map_retention(n)
     jobs = default_jobs() if not jobs or jobs < 1 else jobs
     done = 0
-    if jobs == 1 or n < 8:
+    ctx = _context()
+    if jobs == 1 or n < 8 or (ctx.get_start_method() != "fork" and n < SPAWN_MIN_PAIRS):
         for i, image, mask in work_items(pairs):
             rec = analyse_pair(image, mask, chosen)
             records[i] = retain(i, rec)
@@ -106,7 +116,6 @@ def scan_pairs(pairs: Sequence[Pair], *, jobs: int | None = None, progress: Prog
                 progress(done, n, "scanning")
     else:
         chunk = max(1, min(16, n // (jobs * 8) or 1))
-        ctx = _context()
         if ctx.get_start_method() == "fork":
             _preload_worker_modules()
         # Guided scheduling: the last pairs go out one small task at a time, so that workers finish together

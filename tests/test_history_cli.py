@@ -41,7 +41,7 @@ def test_error_finding_exits_1_and_writes_json_and_html(tmp_path, main, capsys):
     assert {c["code"] for c in report["checks"]} == {f"SD6{i:02d}" for i in range(1, 11)}
     assert all({"code", "status", "seconds"} <= set(c) for c in report["checks"])
     html = out_html.read_text()
-    assert "SD605" in html and "data:image/png;base64," in html and "Columns recognised" in html
+    assert "SD605" in html and "data:image/svg+xml;base64," in html and "Columns recognised" in html
     # a symptom with no cause in the log alone: the first line says so, and what to add
     first_line = capsys.readouterr().out.splitlines()[0]
     assert "(SD605)" in first_line and "cannot tell why" in first_line and "--data DIR" in first_line

@@ -15,7 +15,7 @@ finite_floats = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_
 series = st.lists(finite_floats, min_size=3, max_size=60).map(np.asarray)
 # values on a coarse grid, so that scaling and shifting cannot create or erase differences by rounding
 grid_series = st.lists(st.integers(min_value=-1000, max_value=1000), min_size=3, max_size=60).map(lambda v: np.asarray(v, float) / 8)
-# no deadline: these are property tests, not timings (the first call imports scipy)
+# no deadline: these are property tests, not timings
 quick = settings(deadline=None)
 
 
@@ -181,3 +181,130 @@ def test_learning_rate_changes_ignore_float_noise():
 def test_relative_steps_use_the_offset_level():
     # -Dice from -0.9 to -0.8: the distance 1 - Dice doubles (0.1 -> 0.2), a 100% step
     assert curves.relative_steps(np.array([-0.9, -0.8]), offset=1.0)[0] == pytest.approx(1.0)
+
+
+# --- the vectorised statistics give the numbers of their plain definitions ------------------------
+# (the references below are the straightforward loops; the library runs on logs of 10^6 epochs)
+
+
+def _rolling_median_reference(values, window):
+    values = np.asarray(values, dtype=float)
+    out = np.full(values.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(values))
+    y = values[idx]
+    if y.size == 0:
+        return out
+    w = max(1, min(int(window), y.size))
+    half = w // 2
+    for k in range(y.size):
+        hi = min(y.size, k - half + w)
+        out[idx[k]] = float(np.median(y[max(0, hi - w):hi]))
+    return out
+
+
+def _frozen_runs_reference(values, tolerance):
+    runs, k, n = [], 0, values.size
+    while k < n:
+        if not np.isfinite(values[k]):
+            k += 1
+            continue
+        j = k
+        while j + 1 < n and np.isfinite(values[j + 1]) and abs(values[j + 1] - values[k]) <= tolerance:
+            j += 1
+        if j > k:
+            runs.append((k, j))
+        k = j + 1
+    return runs
+
+
+def _rising_runs_reference(values):
+    idx = np.flatnonzero(np.isfinite(values))
+    y = values[idx]
+    runs, start = [], None
+    for k in range(1, y.size):
+        if y[k] > y[k - 1]:
+            start = k - 1 if start is None else start
+        elif start is not None:
+            runs.append((int(idx[start]), int(idx[k - 1])))
+            start = None
+    if start is not None:
+        runs.append((int(idx[start]), int(idx[-1])))
+    return runs
+
+
+# few distinct values, NaN and Inf among them, so that ties, frozen stretches and gaps are common
+coarse = st.lists(st.sampled_from([0.0, 0.5, 0.5 + 4e-7, 0.5 + 9e-7, 0.5 + 2e-6, 1.0, 2.0, np.nan, np.inf]),
+                  max_size=80).map(lambda v: np.asarray(v, dtype=float))
+
+
+@quick
+@given(coarse, st.integers(min_value=1, max_value=9))
+def test_rolling_median_matches_its_definition(y, window):
+    assert np.array_equal(curves.rolling_median(y, window), _rolling_median_reference(y, window), equal_nan=True)
+
+
+@quick
+@given(coarse, st.sampled_from([0.0, 1e-6, 5e-7, 0.6]))
+def test_frozen_runs_match_the_greedy_walk(y, tolerance):
+    assert curves.frozen_runs(y, tolerance=tolerance) == _frozen_runs_reference(y, tolerance)
+
+
+def test_frozen_runs_on_a_long_drifting_stretch():
+    # every step is within 2x tolerance, no value stays within tolerance of a start for long
+    y = np.arange(5000) * 0.9e-6
+    assert curves.frozen_runs(y, tolerance=1e-6) == _frozen_runs_reference(y, 1e-6)
+    flat = np.r_[np.full(3000, 0.25), 0.3, np.full(4000, 0.25)]
+    assert curves.frozen_runs(flat, tolerance=1e-6) == [(0, 2999), (3001, 7000)]
+
+
+@quick
+@given(coarse)
+def test_rising_runs_match_their_definition(y):
+    assert curves.rising_runs(y) == _rising_runs_reference(y)
+
+
+@quick
+@given(coarse)
+def test_learning_rate_changes_match_their_definition(y):
+    idx = np.flatnonzero(np.isfinite(y))
+    v = y[idx]
+    expected = [(int(idx[k]), float(v[k - 1]), float(v[k])) for k in range(1, v.size)
+                if abs(v[k] - v[k - 1]) > 0.05 * max(abs(v[k - 1]), 1e-30)]
+    assert curves.learning_rate_changes(y) == expected
+
+
+@quick
+@given(st.lists(st.integers(min_value=0, max_value=6), max_size=70))
+def test_discordant_pairs_count_the_inversions(values):
+    r = np.asarray(values, dtype=np.int64)
+    brute = sum(1 for i in range(r.size) for j in range(i + 1, r.size) if r[i] > r[j])
+    assert curves.discordant_pairs(r) == brute
+
+
+def test_trend_tau_is_scipys_kendall_tau():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(3, 300))
+        y = (rng.normal(size=n), rng.integers(0, 4, n).astype(float), np.cumsum(rng.normal(size=n)))[trial % 3]
+        if trial % 5 == 0:
+            y[rng.integers(0, n, 4)] = np.nan
+        idx = np.flatnonzero(np.isfinite(y))
+        got = curves.trend_tau(y)
+        if idx.size < 3 or np.all(y[idx] == y[idx][0]):
+            assert math.isnan(got)
+        else:
+            assert got == kendalltau(idx, y[idx]).statistic  # the same float, not merely close
+    y = np.cumsum(rng.normal(size=20000))
+    assert curves.trend_tau(y) == kendalltau(np.arange(y.size), y).statistic
+
+
+def test_curve_statistics_do_not_import_scipy_stats():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from segdoctor.stats import curves; "
+            "curves.trend_tau(np.arange(50.0)); curves.rolling_median(np.arange(9.0), 3); "
+            "assert 'scipy.stats' not in sys.modules, 'scipy.stats imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))

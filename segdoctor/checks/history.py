@@ -79,6 +79,11 @@ RANGE_TOLERANCE = 1e-3
 FROZEN_EPOCHS = 3
 FULL_PRECISION_DIGITS = 5
 MOVING_LOSS = 0.05
+#: what one curve figure draws at most: columns, points per curve (a plot is ~620 px wide), shaded
+#: episodes and LR-change lines; wide and long logs would otherwise make figures of megabytes
+FIGURE_SERIES = 8
+FIGURE_POINTS = 1000
+FIGURE_MARKS = 20
 
 
 def _g(x: float) -> str:
@@ -92,6 +97,13 @@ def _g(x: float) -> str:
     if abs(x) < 1e-3 or abs(x) >= 1e4:
         return f"{x:.2g}"
     return f"{x:.3g}"
+
+
+def _names(names: Sequence[str], shown: int = 4) -> str:
+    """Column names for a title: the first few and how many more (a wide log may name thousands)."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown:,} more"
 
 
 def _times(x: float) -> str:
@@ -112,21 +124,22 @@ class HistoryContext:
     lr_range: Any = None  # segdoctor.checks.lr_range.LRFindResult when lr-find ran in the same run
     roles: dict[str, ColumnRole] = field(init=False)
     loss_forms: dict[str, LossForm] = field(init=False)
+    # lookups every check repeats, computed once: a log may have thousands of columns
+    _by_kind: dict[tuple, list[str]] = field(init=False, default_factory=dict, repr=False)
+    _twins: dict[tuple[str, str, str], str] = field(init=False, default_factory=dict, repr=False)
+    _lr_steps: list[tuple[int, float, float]] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.roles = {n: curves.column_role(n) for n in self.history.columns}
+        for name, role in self.roles.items():
+            self._twins.setdefault((role.base, role.kind, role.split), name)
         self.loss_forms = {}
         for name, role in self.roles.items():
             if role.kind != curves.LOSS:
                 continue
             # the loss may be -Dice or -IoU: try each overlap column of its split before judging it alone
-            form = None
-            for partner in self.columns(curves.DICE, curves.IOU, split=role.split):
-                candidate = curves.loss_form(self.values(name), self.values(partner), metric_name=partner)
-                if candidate.metric is not None:
-                    form = candidate
-                    break
-            self.loss_forms[name] = form or curves.loss_form(self.values(name))
+            partners = self.columns(curves.DICE, curves.IOU, split=role.split)
+            self.loss_forms[name] = curves.loss_form_among(self.values(name), [(p, self.values(p)) for p in partners])
 
     # column access ---------------------------------------------------------------------------
     @property
@@ -141,7 +154,13 @@ class HistoryContext:
         return self.history.columns[name]
 
     def columns(self, *kinds: str, split: str | None = None) -> list[str]:
-        return [n for n, r in self.roles.items() if r.kind in kinds and (split is None or r.split == split)]
+        """Names of the columns of these kinds (and split), in log order; the list is shared: do not modify it."""
+        key = (kinds, split)
+        found = self._by_kind.get(key)
+        if found is None:
+            found = [n for n, r in self.roles.items() if r.kind in kinds and (split is None or r.split == split)]
+            self._by_kind[key] = found
+        return found
 
     def _overlap_partner(self, split: str) -> str | None:
         for kind in (curves.DICE, curves.IOU):
@@ -163,11 +182,9 @@ class HistoryContext:
         return found[0] if found else None
 
     def twin(self, name: str) -> str | None:
+        """The same quantity on the other split (``val_dice_coef`` for ``dice_coef``), the first one logged."""
         role = self.roles[name]
-        for other, r in self.roles.items():
-            if other != name and r.base == role.base and r.kind == role.kind and r.split != role.split:
-                return other
-        return None
+        return self._twins.get((role.base, role.kind, "val" if role.split == "train" else "train"))
 
     def distance(self, name: str) -> np.ndarray | None:
         """A loss as distance from a perfect fit (>= 0), or None when its offset is unknown."""
@@ -191,11 +208,11 @@ class HistoryContext:
 
     def lr_steps(self) -> list[tuple[int, float, float]]:
         """Discrete LR changes (a step schedule or ReduceLROnPlateau); empty for a smooth per-epoch decay."""
-        name = self.lr_name
-        if name is None:
-            return []
-        changes = curves.learning_rate_changes(self.values(name))
-        return [] if len(changes) > max(1, (self.n - 1) // 3) else changes
+        if self._lr_steps is None:
+            name = self.lr_name
+            changes = [] if name is None else curves.learning_rate_changes(self.values(name))
+            self._lr_steps = [] if len(changes) > max(1, (self.n - 1) // 3) else changes
+        return list(self._lr_steps)
 
     def epoch(self, index: int) -> int:
         return int(self.epochs[index])
@@ -208,42 +225,72 @@ class HistoryContext:
     def span(self, i0: int, i1: int, label: str) -> dict:
         return {"start": float(self.epochs[i0]) - 0.5, "end": float(self.epochs[i1]) + 0.5, "label": label}
 
-    def curves_figure(self, names: Sequence[str], *, title: str, spans: Sequence[dict] = (), caption: str = "") -> Figure:
-        """Curves of ``names`` (train solid, val dashed, twins share a colour) with the LR on the right axis."""
+    def curves_figure(self, names: Sequence[str], *, title: str, spans: Sequence[dict] = (), caption: str = "",
+                      focus: Sequence[str] = ()) -> Figure:
+        """Curves of ``names`` (train solid, val dashed, twins share a colour) with the LR on the right axis.
+
+        What is drawn is capped, whatever the log: at most ``FIGURE_SERIES`` columns (``focus`` and their
+        twins first, then in log order; the caption says how many were left out) and ``FIGURE_POINTS``
+        points per curve (an envelope of each stretch of epochs, ``curves.envelope``).
+        """
         palette = ["#3b6ea8", "#d1603d", "#5a9e6f", "#8e6bb8", "#c9a227", "#4aa3a3", "#b5527d"]
+        wanted = set(names)
+        shown = list(dict.fromkeys(n for f in focus if f in self.roles for n in (f, self.twin(f)) if n == f or n in wanted))
+        total = len(wanted | set(shown))
+        for n in names:
+            if len(shown) >= FIGURE_SERIES:
+                break
+            if n not in shown:
+                shown.append(n)
+        shown = shown[:FIGURE_SERIES]
+        if total > len(shown):
+            note = f"{len(shown)} of {total} columns drawn (all are in the table of recognised columns)."
+            caption = f"{caption} {note}".strip()
+        x = self.epochs.astype(float)
         bases: list[str] = []
         series = []
-        finite_all = []
-        for name in names:
+        lows, highs, all_positive = [], [], True
+        for name in shown:
             role = self.roles[name]
             if role.base not in bases:
                 bases.append(role.base)
             y = self.values(name)
-            finite_all.extend(y[np.isfinite(y)].tolist())
-            series.append({
-                "label": name, "y": [float(v) for v in y],
-                "color": palette[bases.index(role.base) % len(palette)],
-                "style": "--" if role.split == "val" else "-",
-            })
+            finite = y[np.isfinite(y)]
+            if finite.size:
+                lows.append(float(finite.min()))
+                highs.append(float(finite.max()))
+                all_positive = all_positive and lows[-1] > 0
+            xs, ys = curves.envelope(x, y, max_points=FIGURE_POINTS)
+            entry = {"label": name, "y": ys.tolist(), "color": palette[bases.index(role.base) % len(palette)],
+                     "style": "--" if role.split == "val" else "-"}
+            if xs is not x:
+                entry["x"] = xs.tolist()
+            series.append(entry)
         lr = self.lr_name
         if lr is not None:
-            series.append({"label": "learning rate", "y": [float(v) for v in self.values(lr)], "axis": "right",
-                           "color": "#777777", "style": ":"})
-        vlines = [{"x": float(self.epochs[i]) - 0.5, "label": f"LR {_g(a)}→{_g(b)}"} for i, a, b in self.lr_steps()]
-        positive = [v for v in finite_all if v > 0]
-        log = bool(finite_all) and len(positive) == len(finite_all) and max(positive) / min(positive) >= 100
+            xs, ys = curves.envelope(x, self.values(lr), max_points=FIGURE_POINTS)
+            entry = {"label": "learning rate", "y": ys.tolist(), "axis": "right", "color": "#777777", "style": ":"}
+            if xs is not x:
+                entry["x"] = xs.tolist()
+            series.append(entry)
+        steps = self.lr_steps()
+        vlines = [{"x": float(self.epochs[i]) - 0.5, "label": f"LR {_g(a)}→{_g(b)}"} for i, a, b in steps[:FIGURE_MARKS]]
+        log = bool(lows) and all_positive and max(highs) / min(lows) >= 100
         return Figure(kind="lines", title=title, caption=caption, data={
-            "x": [float(e) for e in self.epochs], "series": series, "spans": list(spans), "vlines": vlines,
+            "x": x.tolist() if x.size <= FIGURE_POINTS else [float(x[0]), float(x[-1])],  # long logs: per-series x
+            "series": series, "spans": list(spans)[:FIGURE_MARKS], "vlines": vlines,
             "xlabel": "epoch", "ylabel": "value (log scale)" if log else "value", "log": log,
             "y2label": "learning rate", "y2log": True,
         })
 
-    def loss_figure(self, *, title: str = "Loss curves", spans: Sequence[dict] = (), caption: str = "") -> Figure:
-        return self.curves_figure(self.columns(curves.LOSS), title=title, spans=spans, caption=caption)
+    def loss_figure(self, *, title: str = "Loss curves", spans: Sequence[dict] = (), caption: str = "",
+                    focus: Sequence[str] = ()) -> Figure:
+        return self.curves_figure(self.columns(curves.LOSS), title=title, spans=spans, caption=caption, focus=focus)
 
-    def metric_figure(self, *, title: str = "Metric curves", spans: Sequence[dict] = (), caption: str = "") -> Figure:
+    def metric_figure(self, *, title: str = "Metric curves", spans: Sequence[dict] = (), caption: str = "",
+                      focus: Sequence[str] = ()) -> Figure:
         names = self.columns(curves.DICE, curves.IOU, curves.ACCURACY)
-        return self.curves_figure(names, title=title, spans=spans, caption=caption)
+        return self.curves_figure(names, title=title, spans=spans, caption=caption, focus=focus)
 
     # advice ----------------------------------------------------------------------------------
     def lr_advice(self, index: int | None = None, *, factor: str = "0.1") -> tuple[str, str]:
@@ -431,7 +478,7 @@ class LossNan(Check):
         last = ctx.n - 1 if kind in ("NaN", "Inf") else first_bad
         yield self.finding(
             title=title, evidence=evidence, why=cause + " Every epoch after it is wasted.", fix=fix, snippet=snippet,
-            figures=[ctx.loss_figure(title="Loss curves", spans=[ctx.span(first_bad, last, kind if len(kind) < 12 else "explosion")])],
+            figures=[ctx.loss_figure(title="Loss curves", spans=[ctx.span(first_bad, last, kind if len(kind) < 12 else "explosion")], focus=(name,))],
             related=("SD101", "SD107", "SD407"),
         )
 
@@ -488,7 +535,7 @@ class LossDivergence(Check):
                 title=title, evidence=evidence, why=why, severity=severity,
                 fix=f"{sentence}, warm the learning rate up over the first epochs, and clip gradients (clipnorm=1.0).",
                 snippet=_warmup(lr_literal),
-                figures=[ctx.loss_figure(spans=[ctx.span(i0, i1, "rising")])],
+                figures=[ctx.loss_figure(spans=[ctx.span(i0, i1, "rising")], focus=(name,))],
                 related=("SD601", "SD404"),
             )
 
@@ -603,7 +650,7 @@ class LossOscillation(Check):
         title = (f"{name} changed direction in {s['changes']} of {s['comparisons']} steps ({ctx.epoch_range(a, b)}); "
                  f"{swings}, averaging {_pct(s['step_to_level'])} of its level")
         if others:
-            title += f"; {', '.join(others)} too"
+            title += f"; {_names(others)} too"
         why = "A loss that keeps reversing with swings this large against its trend is not converging."
         drop = next(((i, x, z) for i, x, z in ctx.lr_steps() if i > b and z < x), None)
         calm_after = drop is not None and any(
@@ -631,7 +678,7 @@ class LossOscillation(Check):
         monitor = "val_loss" if "val_loss" in ctx.roles else name
         snippet = f"optimizer = keras.optimizers.Adam(learning_rate={lr_literal})\n" + _PLATEAU_SNIPPET.format(monitor=py_str(monitor))
         yield self.finding(title=title, evidence=evidence, why=why, fix=fix, snippet=snippet,
-                           figures=[ctx.loss_figure(spans=[ctx.span(a, b, "oscillation")])])
+                           figures=[ctx.loss_figure(spans=[ctx.span(a, b, "oscillation")], focus=(name,))])
 
     @classmethod
     def _episodes(cls, y: np.ndarray, level_series: np.ndarray, a: int, b: int, whole: dict | None) -> list:
@@ -640,19 +687,64 @@ class LossOscillation(Check):
             return [(a, b, whole)]
         if b - a + 1 <= 2 * OSCILLATION_WINDOW:
             return []
-        step = OSCILLATION_WINDOW // 2
-        flagged = np.zeros(b - a + 1, dtype=bool)
-        for start in range(a, b - OSCILLATION_WINDOW + 2, step):
-            end = min(start + OSCILLATION_WINDOW - 1, b)
-            st = cls._stats(y[start:end + 1], level_series[start:end + 1])
-            if st is not None and st["oscillating"]:
-                flagged[start - a:end - a + 1] = True
+        flagged = cls._window_flags(y, level_series, a, b)
         out = []
         for s0, s1 in curves.true_runs(flagged):
             st = cls._stats(y[a + s0:a + s1 + 1], level_series[a + s0:a + s1 + 1])
             if st is not None and st["oscillating"]:
                 out.append((a + s0, a + s1, st))
         return out
+
+    @classmethod
+    def _window_flags(cls, y: np.ndarray, level_series: np.ndarray, a: int, b: int) -> np.ndarray:
+        """Epochs of a..b covered by an oscillating window (``OSCILLATION_WINDOW`` epochs, every half window).
+
+        The windows without NaN (nearly all) are judged together, row by row, with the same reductions as
+        ``_stats`` (so the same numbers); the others one by one. A 200,000-epoch log has 20,000 windows.
+        """
+        width, step = OSCILLATION_WINDOW, OSCILLATION_WINDOW // 2
+        flagged = np.zeros(b - a + 1, dtype=bool)
+        starts = np.arange(0, b - a - width + 2, step)  # relative to a; every window is full (end <= b)
+        if starts.size == 0:
+            return flagged
+        wy = np.lib.stride_tricks.sliding_window_view(y[a:b + 1], width)[starts]
+        wl = np.lib.stride_tricks.sliding_window_view(level_series[a:b + 1], width)[starts]
+        clean = np.isfinite(wy).all(axis=1) & np.isfinite(wl).all(axis=1)
+        oscillating = np.zeros(starts.size, dtype=bool)
+        if clean.any():
+            oscillating[clean] = cls._windows_oscillate(wy[clean], wl[clean])
+        for k in np.flatnonzero(~clean).tolist():
+            st = cls._stats(wy[k], wl[k])
+            oscillating[k] = st is not None and st["oscillating"]
+        for start in starts[oscillating].tolist():
+            flagged[start:start + width] = True
+        return flagged
+
+    @staticmethod
+    def _windows_oscillate(wy: np.ndarray, wl: np.ndarray) -> np.ndarray:
+        """``_stats(...)["oscillating"]`` for each row of finite windows (rows of ``wy`` values, ``wl`` levels)."""
+        d = np.diff(wy, axis=1)
+        sign = np.sign(d)
+        moving = sign != 0
+        cols = np.arange(d.shape[1])
+        last = np.maximum.accumulate(np.where(moving, cols, -1), axis=1)  # last moving step at or before j
+        before = np.concatenate([np.full((d.shape[0], 1), -1), last[:, :-1]], axis=1)  # ... strictly before j
+        prev_sign = np.take_along_axis(sign, np.maximum(before, 0), axis=1)
+        changes = np.count_nonzero(moving & (before >= 0) & (prev_sign != sign), axis=1)
+        comparisons = np.count_nonzero(moving, axis=1) - 1
+        level = np.median(np.abs(wl), axis=1)
+        tiny = level <= 1e-12
+        if tiny.any():
+            level[tiny] = np.maximum(np.ptp(wl[tiny], axis=1), 1e-12)
+        steps = np.abs(d)
+        total = np.sum(steps, axis=1)
+        net = np.abs(wy[:, -1] - wy[:, 0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            smooth = 1.0 - changes / np.maximum(comparisons, 1)
+            ratio = np.where(total == 0, 1.0, np.where(net > 0, total / np.where(net > 0, net, 1.0), np.inf))
+            step = np.mean(steps, axis=1) / level
+        return ((comparisons >= OSCILLATION_MIN_COMPARISONS) & (smooth < OSCILLATION_SMOOTHNESS)
+                & (ratio >= OSCILLATION_VARIATION_RATIO) & (step >= OSCILLATION_STEP_TO_LEVEL))
 
     @staticmethod
     def _stats(y: np.ndarray, level_series: np.ndarray) -> dict | None:
@@ -753,7 +845,7 @@ class LossPlateau(Check):
             snippet=("# learning-rate range test: x10 per epoch from 1e-6; pick ~1/10 of the LR where the loss falls fastest\n"
                      "lr_test = keras.callbacks.LearningRateScheduler(lambda epoch: 1e-6 * 10 ** epoch)\n"
                      "model.fit(..., epochs=6, callbacks=[lr_test])\n\n" + ctx.loss_prescription()),
-            figures=[ctx.loss_figure(spans=[ctx.span(int(idx[0]), i1, "plateau")])],
+            figures=[ctx.loss_figure(spans=[ctx.span(int(idx[0]), i1, "plateau")], focus=(name,))],
             related=("SD605", "SD151", "SD101"),
         )
 
@@ -783,7 +875,7 @@ class LossPlateau(Check):
             fix="Stop when the LR reaches its floor (EarlyStopping), or keep a floor of about 1e-6 (min_lr) and use cosine decay instead of repeated drops.",
             snippet=("callbacks = [keras.callbacks.ReduceLROnPlateau(monitor=\"val_loss\", factor=0.2, patience=5, min_lr=1e-6),\n"
                      "             keras.callbacks.EarlyStopping(monitor=\"val_loss\", patience=12, restore_best_weights=True)]"),
-            figures=[ctx.loss_figure(spans=[ctx.span(i, ctx.n - 1, "stalled")])],
+            figures=[ctx.loss_figure(spans=[ctx.span(i, ctx.n - 1, "stalled")], focus=(name,))],
         )
 
 
@@ -942,7 +1034,7 @@ class MetricCollapse(Check):
         yield self.finding(
             title=title, evidence=evidence, why=why, fix=fix, snippet=ctx.loss_prescription(),
             severity=h["severity"], related=related,
-            figures=[ctx.metric_figure(spans=[ctx.span(h["i0"], h["i1"], f"{label} ≈ 0")])],
+            figures=[ctx.metric_figure(spans=[ctx.span(h["i0"], h["i1"], f"{label} ≈ 0")], focus=(name,))],
         )
 
 
@@ -1025,7 +1117,8 @@ class AccuracyTrapHistory(Check):
                 snippet=("metrics = [keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5, name=\"fg_iou\")]\n"
                          "checkpoint = keras.callbacks.ModelCheckpoint(\"best.keras\", monitor=\"val_fg_iou\", mode=\"max\", save_best_only=True)\n\n"
                          + ctx.loss_prescription()),
-                figures=[ctx.metric_figure(spans=[ctx.span(i_ref, i_ref, "trap")] if ctx.n > 1 else [])],
+                figures=[ctx.metric_figure(spans=[ctx.span(i_ref, i_ref, "trap")] if ctx.n > 1 else [],
+                                           focus=tuple(n for n in (acc_name, overlap_name) if n))],
                 related=("SD605", "SD151", "SD503"),
             )
             return  # one accuracy trap per log: the val split repeats the train story
@@ -1223,7 +1316,7 @@ class EarlyStopTooSoon(Check):
             snippet=("early_stop = keras.callbacks.EarlyStopping(monitor=\"val_loss\", patience=10, min_delta=1e-4,\n"
                      "                                           restore_best_weights=True)\n"
                      "model.fit(..., epochs=200, callbacks=[early_stop])"),
-            figures=[ctx.loss_figure(spans=[ctx.span(int(idx[-(k + 1)]), int(idx[-1]), "still improving")])],
+            figures=[ctx.loss_figure(spans=[ctx.span(int(idx[-(k + 1)]), int(idx[-1]), "still improving")], focus=(name,))],
         )
 
 
@@ -1281,12 +1374,12 @@ class MetricOutOfRange(Check):
                 loss_names.append((name, lowest, crossentropy))
         parts = []
         for label, hits in metric_hits.items():
-            names = ", ".join(n for n, _ in hits)
+            names = _names([n for n, _ in hits])
             worst = max((w for _, w in hits), key=lambda w: abs(w - 0.5))
             parts.append(f"{label} reaches {_g(worst)} ({names}; it must lie in [0, 1])")
         if loss_names:
             lowest = min(v for _, v, _ in loss_names)
-            names = ", ".join(n for n, _, _ in loss_names)
+            names = _names([n for n, _, _ in loss_names])
             bound = "a cross-entropy cannot be negative" if any(c for _, _, c in loss_names) else "no standard loss goes below -1"
             parts.append(f"the loss reaches {_g(lowest)} ({names}; {bound})")
         if not parts:
@@ -1376,7 +1469,7 @@ class MetricFrozen(Check):
                     why=why,
                     fix=("Check the metric implementation (`segdoctor check-model MODEL --custom-objects FILE`) and the labels "
                          "(`segdoctor check-data DIR`)."),
-                    figures=[ctx.metric_figure(spans=[ctx.span(a, b, "frozen")])],
+                    figures=[ctx.metric_figure(spans=[ctx.span(a, b, "frozen")], focus=(name,))],
                     related=("SD407", "SD606"),
                 )
                 break

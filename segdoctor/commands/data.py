@@ -14,6 +14,7 @@ from segdoctor.engines import ENGINES, scan_records, validate_engine
 from segdoctor.errors import UsageError
 from segdoctor.findings import Figure, Section, Table
 from segdoctor.io.dataset import discover_dataset, sample_dataset
+from segdoctor.progress import resolve_progress
 from segdoctor.registry import Check, all_checks, select_checks, split_patterns
 from segdoctor.report.model import Report
 from segdoctor.runner import run_checks
@@ -94,7 +95,7 @@ def check_data(
     ignore: Sequence[str] = (),
     jobs: int | None = None,
     sample: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = None,
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Report:
@@ -105,6 +106,7 @@ def check_data(
     validate_engine(engine, scheduler)
     checks = select_checks(["data"], select, ignore)
     ds = discover_dataset(path, images=images, masks=masks, mask_pattern=mask_pattern)
+    progress = resolve_progress(progress)  # True: a tqdm bar (a widget in notebooks)
     if sample:
         ds = sample_dataset(ds, sample)
     records = scan_records(ds.pairs, engine=engine, scheduler=scheduler, jobs=jobs, progress=progress,

@@ -168,7 +168,7 @@ def check_history(
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
     data_dir: str | Path | None = None,
-    progress: Callable[..., None] | None = None,
+    progress: Callable[..., None] | bool | None = None,
     **data_options: Any,
 ) -> Report:
     """Read a training log and diagnose it; with ``data_dir`` also run the data checks on the dataset.

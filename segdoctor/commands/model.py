@@ -208,9 +208,11 @@ def check_model(
     from segdoctor.io.model import custom_functions, load_custom_objects, load_model
     from segdoctor.io.model_graph import read_model_graph
     from segdoctor.io.model_spec import describe_model
+    from segdoctor.progress import resolve_progress
     from segdoctor.registry import select_checks
     from segdoctor.runner import run_checks
 
+    progress = resolve_progress(progress)
     if not 0.0 < threshold < 1.0:
         raise UsageError(f"--threshold {threshold}: expected a probability strictly between 0 and 1.")
     if batch_size < 1:
@@ -241,6 +243,10 @@ def check_model(
     run_data_checks = any(c.scope == "data" for c in chosen)
     run_history_checks = any(c.scope == "history" for c in chosen)
 
+    if custom_objects:
+        from segdoctor.io.model import import_keras
+
+        import_keras()  # the user's file imports keras itself: import it first, quietly
     objects = load_custom_objects(list(custom_objects))
     loaded = load_model(path, custom_objects=objects, unsafe=unsafe)
     spec = describe_model(loaded)

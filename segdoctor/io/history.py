@@ -9,6 +9,7 @@ TensorBoard are imported only when a TensorBoard directory is read.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -81,24 +82,61 @@ def history_from_mapping(
     columns: dict[str, np.ndarray] = {}
     missing: dict[str, np.ndarray] = {}
     for name, raw in values.items():
-        seq = list(raw) if isinstance(raw, (list, tuple, np.ndarray)) else [raw]
-        arr = np.empty(len(seq), dtype=float)
-        miss = np.zeros(len(seq), dtype=bool)
-        for i, v in enumerate(seq):
-            if v is None or (isinstance(v, str) and v.strip().lower() in _MISSING_TOKENS):
-                arr[i], miss[i] = math.nan, True
-                continue
-            if isinstance(v, bool):
-                raise HistoryError(f"{where}: column {name!r} holds a boolean at epoch {i + 1}. Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}.")
-            try:
-                arr[i] = float(v)
-            except (TypeError, ValueError):
-                raise HistoryError(
-                    f"{where}: column {name!r} holds the non-numeric value {str(v)[:40]!r} at epoch {i + 1}. "
-                    f"Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}."
-                ) from None
-        columns[str(name)] = arr
-        missing[str(name)] = miss
+        columns[str(name)], missing[str(name)] = _column_numbers(raw, name, where)
+    return _history_from_columns(columns, missing, where, source=source, format=format, epochs=epochs, params=params)
+
+
+#: cell types that convert to float exactly as the per-cell loop converts them (bool is refused there)
+_PLAIN_TYPES = frozenset({float, int})
+
+
+def _column_numbers(raw: Any, name: str, where: str, first_epoch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(values, missing) of one column's cells: numbers, numeric strings, or empty cells (None, "", "NA" ...).
+
+    Columns of plain numbers, or of strings that all parse, convert in one pass (``map(float)`` in C); any
+    other column goes cell by cell, which also finds the cell to name in the error. ``first_epoch`` is the
+    epoch of the first cell (for error messages on a column read in chunks).
+    """
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf" and raw.ndim == 1:
+        return raw.astype(float), np.zeros(raw.size, dtype=bool)
+    seq = raw if isinstance(raw, list) else list(raw) if isinstance(raw, (tuple, np.ndarray)) else [raw]
+    types = set(map(type, seq))
+    if types <= _PLAIN_TYPES or types == {str}:
+        try:
+            return np.fromiter(map(float, seq), dtype=float, count=len(seq)), np.zeros(len(seq), dtype=bool)
+        except (TypeError, ValueError, OverflowError):
+            pass  # an empty or non-numeric cell: the loop below finds it
+    arr = np.empty(len(seq), dtype=float)
+    miss = np.zeros(len(seq), dtype=bool)
+    for i, v in enumerate(seq):
+        if isinstance(v, str):
+            v = v.strip()
+        if v is None or (isinstance(v, str) and v.lower() in _MISSING_TOKENS):
+            arr[i], miss[i] = math.nan, True
+            continue
+        if isinstance(v, bool):
+            raise HistoryError(f"{where}: column {name!r} holds a boolean at epoch {i + first_epoch}. Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}.")
+        try:
+            arr[i] = float(v)
+        except (TypeError, ValueError):
+            raise HistoryError(
+                f"{where}: column {name!r} holds the non-numeric value {str(v)[:40]!r} at epoch {i + first_epoch}. "
+                f"Expected numbers per epoch; accepted: {ACCEPTED_FORMATS}."
+            ) from None
+    return arr, miss
+
+
+def _history_from_columns(
+    columns: dict[str, np.ndarray],
+    missing: dict[str, np.ndarray],
+    where: str,
+    *,
+    source: str,
+    format: str,
+    epochs: Any,
+    params: Mapping[str, Any] | None,
+) -> History:
+    """A History from converted columns, after the checks every format shares (lengths, emptiness)."""
     if not columns:
         raise HistoryError(f"{where}: found no logged quantities. Expected {ACCEPTED_FORMATS}.")
     lengths = {k: len(v) for k, v in columns.items()}
@@ -141,12 +179,13 @@ def read_history(path: str | Path) -> History:
     if p.name.startswith("events.out.tfevents"):
         # one event file of a Keras log: read the whole run (train/ and validation/ beside it)
         return read_tensorboard_dir(p.parent.parent if p.parent.name in _RUN_PREFIX else p.parent)
-    if not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(): that copies the whole file
         raise HistoryError(f"{p}: the file is empty. Expected {ACCEPTED_FORMATS}.")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise HistoryError(f"{p}: found binary content, not text. Expected {ACCEPTED_FORMATS}.") from None
+    del raw  # the text is what the readers parse: hold one copy of the file, not two
     stripped = text.lstrip()
     is_json = stripped[:1] in "{[" or p.suffix.lower() == ".json"
     try:
@@ -224,40 +263,104 @@ def read_history_json(path: str | Path, text: str | None = None) -> History:
     return history_from_mapping(data, source=str(p), format="keras-json", epochs=epochs)
 
 
+#: CSV rows converted per batch: bounded temporaries however long the log
+_CSV_BATCH_ROWS = 1 << 16
+
+
+def _text_lines(text: str):
+    """The non-blank lines of ``text`` (split at \\n, \\r\\n or \\r), one at a time: no list of a million strings."""
+    import re
+
+    for m in re.finditer(r"[^\r\n]+", text):
+        line = m.group()
+        if line.strip():
+            yield line
+
+
 def read_history_csv(path: str | Path, text: str | None = None) -> History:
-    """A ``CSVLogger`` file: header row, one row per epoch, any column order, ``epoch`` optional."""
+    """A ``CSVLogger`` file: header row, one row per epoch, any column order, ``epoch`` optional.
+
+    Rows are parsed in batches straight into float arrays, so a log of a million epochs takes about
+    the memory of its numbers, not of a list of rows of strings.
+    """
     p = Path(path)
     if text is None:
         text = p.read_text(encoding="utf-8-sig")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    lines = _text_lines(text)
+    first = next(lines, None)
+    if first is None:
         raise HistoryError(f"{p}: the file is empty. Expected {ACCEPTED_FORMATS}.")
     try:
-        delimiter = csv.Sniffer().sniff(lines[0], delimiters=",;\t").delimiter
+        delimiter = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter
     except csv.Error:
         delimiter = ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
     if len(header) < 1 or not any(header):
         raise HistoryError(f"{p}: found no header row. Expected {ACCEPTED_FORMATS}.")
     if all(_is_number(h) for h in header if h):
         raise HistoryError(f"{p}: the first row holds numbers, not column names. Expected a CSVLogger header such as 'epoch,loss,val_loss'.")
     if len(set(header)) != len(header):
         raise HistoryError(f"{p}: the header repeats a column name ({', '.join(header)}). Expected one column per logged quantity.")
-    body = rows[1:]
-    if not body:
+    epoch_cols = [j for j, h in enumerate(header) if h.lower() == "epoch"]  # "epoch" and "Epoch": the last one counts
+    parts: list[list[tuple[np.ndarray, np.ndarray | None]]] = [[] for _ in header]
+    failed: dict[int, HistoryError] = {}  # column -> the first bad cell found in it
+    rows_read = 0
+    while True:
+        batch = list(itertools.islice(lines, _CSV_BATCH_ROWS))
+        if not batch:
+            break
+        # a line longer than the csv module's field limit goes to the csv path, which refuses it as before
+        block = _numeric_block(batch, delimiter, len(header)) if max(map(len, batch)) <= csv.field_size_limit() else None
+        if block is not None:  # the common case: every cell a number, parsed in C
+            for j in range(len(header)):
+                parts[j].append((block[:, j].copy(), None if j in epoch_cols else np.zeros(len(batch), dtype=bool)))
+        else:
+            rows = list(csv.reader(batch, delimiter=delimiter))
+            for k, row in enumerate(rows):
+                if len(row) != len(header):
+                    raise HistoryError(f"{p}: line {rows_read + k + 2} has {len(row)} fields but the header has {len(header)}. "
+                                       "Expected the same number of fields in every row.")
+            cells = list(zip(*rows))
+            for j, name in enumerate(header):
+                if j in failed:
+                    continue
+                try:
+                    if j in epoch_cols:
+                        parts[j].append((_epoch_cells(cells[j], p, name, rows_read + 1), None))
+                    else:
+                        parts[j].append(_column_numbers(list(cells[j]), name, str(p), rows_read + 1))
+                except HistoryError as exc:
+                    failed[j] = exc
+        rows_read += len(batch)
+    if rows_read == 0:
         raise HistoryError(f"{p}: found a header ({', '.join(header[:6])}) but no epoch rows. Expected one row per epoch.")
-    for i, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise HistoryError(f"{p}: line {i} has {len(row)} fields but the header has {len(header)}. Expected the same number of fields in every row.")
-    values = {name: [row[j].strip() for row in body] for j, name in enumerate(header)}
+    if failed:
+        # the error a whole-file check finds first: row lengths (above), the epoch column, then left to right
+        raise failed[min(failed, key=lambda j: (j not in epoch_cols, j))]
     epochs = None
-    for key in list(values):
-        if key.lower() == "epoch":
-            epochs = _numeric_or_error(values.pop(key), p, key)
-    if not values:
+    columns: dict[str, np.ndarray] = {}
+    missing: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        if j in epoch_cols:
+            epochs = np.concatenate([a for a, _ in parts[j]])
+        else:
+            columns[name] = np.concatenate([a for a, _ in parts[j]])
+            missing[name] = np.concatenate([m for _, m in parts[j]])
+        parts[j] = []
+    if not columns:
         raise HistoryError(f"{p}: holds only an epoch column. Expected logged quantities such as loss and val_loss.")
-    return history_from_mapping(values, source=str(p), format="csv", epochs=epochs)
+    return _history_from_columns(columns, missing, str(p), source=str(p), format="csv", epochs=epochs, params=None)
+
+
+def _numeric_block(lines: list[str], delimiter: str, width: int) -> np.ndarray | None:
+    """The rows as a float array when every cell is a plain number (numpy's C parser, which converts
+    numbers as ``float()`` does); None when any row needs the careful path (empty cells, quotes, a wrong
+    field count), which then names the offending cell."""
+    try:
+        block = np.loadtxt(lines, delimiter=delimiter, dtype=float, comments=None, ndmin=2)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return block if block.shape == (len(lines), width) else None
 
 
 def _is_number(text: str) -> bool:
@@ -268,13 +371,18 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _numeric_or_error(cells: list[str], p: Path, name: str) -> list[float]:
-    out = []
-    for i, c in enumerate(cells, start=1):
+def _epoch_cells(cells, p: Path, name: str, first_row: int = 1) -> np.ndarray:
+    """The epoch column as floats; a cell that is not a number is an error naming its row."""
+    try:
+        return np.fromiter(map(float, cells), dtype=float, count=len(cells))
+    except (TypeError, ValueError, OverflowError):
+        pass
+    out = np.empty(len(cells))
+    for i, c in enumerate(cells):
         try:
-            out.append(float(c))
+            out[i] = float(c)
         except ValueError:
-            raise HistoryError(f"{p}: column {name!r} holds the non-numeric value {c[:40]!r} in row {i}. Expected epoch numbers.") from None
+            raise HistoryError(f"{p}: column {name!r} holds the non-numeric value {c.strip()[:40]!r} in row {i + first_row}. Expected epoch numbers.") from None
     return out
 
 
@@ -319,6 +427,9 @@ def read_tensorboard_dir(path: str | Path) -> History:
 
 def _scalar_events(path: Path):
     """(tag, step, value) for every scalar in one event file, scalars stored as simple values or tensors."""
+    from segdoctor.io.model import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # tensorboard's reader imports TensorFlow when installed: keep its C++ chatter off the terminal
     try:
         from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
         from tensorboard.util.tensor_util import make_ndarray

@@ -54,9 +54,14 @@ class LoadedModel:
     keras_version: str | None = None  # the Keras version that saved the file, when recorded
 
 
+#: show TensorFlow's own C++ log lines (``segdoctor -v`` sets it): useful to debug a GPU setup, noise otherwise
+show_native_logs = False
+
+
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter before it is imported (it is not the user's problem)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not show_native_logs:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
@@ -76,16 +81,42 @@ def import_keras():
     return keras
 
 
-def _import_with_silent_stderr(name: str) -> None:
-    """Import a module while file descriptor 2 points to /dev/null.
+def _start_tensorflow() -> None:
+    """List TensorFlow's devices once, if it is loaded: the CUDA probe (and its log lines) happens here."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return
+    try:
+        tf.config.list_physical_devices()
+    except Exception:  # a broken device setup shows up, with its message, when the model runs
+        pass
 
-    TensorFlow's C++ runtime writes start-up notices (oneDNN, CUDA probing) to stderr before any
-    Python setting can silence them; they are not the user's problem. Python errors still propagate.
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (when installed) as ``import_keras`` does: for readers that use it indirectly."""
+    quiet_tensorflow()
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow") is not None:
+        _import_with_silent_stderr("tensorflow")
+
+
+def _import_with_silent_stderr(name: str) -> None:
+    """Import a module, and start TensorFlow's runtime, while file descriptor 2 points to /dev/null.
+
+    TensorFlow's C++ runtime writes start-up notices to stderr before any Python setting can silence
+    them: oneDNN and CUDA stubs at import (absl logs before its initialisation ignore
+    TF_CPP_MIN_LOG_LEVEL), and "failed call to cuInit" when the devices are first listed, which is at the
+    first operation (loading the model), long after the import, and shows whenever the user's own
+    TF_CPP_MIN_LOG_LEVEL lets errors through (1 or 2, as in hosted notebooks). Listing the devices here
+    moves that probe inside the silent window. None of it is the user's problem; Python errors still
+    propagate. ``segdoctor -v`` leaves stderr alone.
     """
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # stderr is not a real file (captured): nothing to hide
+        fd = None
+    if fd is None or show_native_logs:
         importlib.import_module(name)
+        _start_tensorflow()
         return
     sys.stderr.flush()
     saved = os.dup(fd)
@@ -93,6 +124,7 @@ def _import_with_silent_stderr(name: str) -> None:
     try:
         os.dup2(devnull, fd)
         importlib.import_module(name)
+        _start_tensorflow()
     finally:
         os.dup2(saved, fd)
         os.close(saved)

@@ -7,6 +7,7 @@ a reason a user understands; the scan records it as SD001 and goes on.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segdoctor.io.codecs import FAST_SUFFIXES, MAX_FAST_BYTES, fast_pixels
 from segdoctor.io.remote import is_url
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".webp"})
@@ -264,19 +266,50 @@ def pixel_array(im) -> np.ndarray:
             ImageFile.MAXBLOCK = old
 
 
+def _file_bytes(source, suffix: str) -> bytes | None:
+    """The whole file, for the formats imagecodecs may decode (``segdoctor.io.codecs``); None otherwise, or when
+    it cannot be read (Pillow then opens ``source`` itself and reports why)."""
+    if suffix not in FAST_SUFFIXES:
+        return None
+    try:
+        if hasattr(source, "read"):
+            source.seek(0, os.SEEK_END)
+            size = source.tell()
+            source.seek(0)
+            if size > MAX_FAST_BYTES:
+                return None
+            data = source.read()
+            source.seek(0)
+            return data
+        if os.stat(source).st_size > MAX_FAST_BYTES:
+            return None
+        with open(source, "rb") as fh:
+            return fh.read()
+    except Exception:
+        return None
+
+
 def _read_image(source, suffix: str) -> Decoded:
-    """Decode with Pillow (TIFFs Pillow cannot read go to tifffile); ``source`` is a path or a binary stream."""
+    """Decode with Pillow (TIFFs Pillow cannot read go to tifffile); ``source`` is a path or a binary stream.
+
+    Pillow reads the headers of every file; the pixels of the common PNG, JPEG and TIFF encodings come from
+    imagecodecs, which gives the same arrays faster (``segdoctor.io.codecs``).
+    """
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    data = _file_bytes(source, suffix)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
+            with Image.open(io.BytesIO(data) if data is not None else source) as im:
                 fmt = im.format or suffix.lstrip(".").upper()
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise UnreadableFile(f"header claims {w}x{h} pixels, above the {MAX_PIXELS:,}-pixel safety limit")
+                fast = fast_pixels(im, fmt, data) if data is not None else None
+                if fast is not None:
+                    return _fast_decoded(fast[0], fmt, im.mode, fast[1])
                 orientation = 1
                 try:
                     orientation = int(im.getexif().get(0x0112, 1) or 1)
@@ -330,6 +363,14 @@ def _read_image(source, suffix: str) -> Decoded:
     if pages != 1:
         extra["pages"] = pages
     return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), palette=palette, exif_orientation=orientation, extra=extra)
+
+
+def _fast_decoded(a: np.ndarray, fmt: str, mode: str, orientation: int) -> Decoded:
+    """What the Pillow path returns for these pixels: ``segdoctor.io.codecs`` takes only single-frame files
+    without a palette, whose shape it has checked against the header."""
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    return Decoded(a, fmt, mode, _bits_for(mode, a.dtype), exif_orientation=orientation)
 
 
 def read_array(path: str | Path) -> np.ndarray:

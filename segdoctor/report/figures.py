@@ -1,6 +1,7 @@
-"""Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing.
+"""Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing a PNG.
 
-Each figure kind has one renderer ``(Figure) -> PNG bytes``. Kinds:
+Each figure kind has one renderer ``(Figure) -> PNG bytes``; ``lines``, ``bar`` and ``histogram`` also
+have an SVG renderer (``segdoctor.report.svg``, no matplotlib), which the report uses. Kinds:
 
 - ``bar``: ``labels``, ``values``, optional ``ylabel``, ``log``, ``highlight`` (labels to colour)
 - ``histogram``: precomputed ``edges`` + ``counts`` or ``series`` of such, optional ``xlabel``, ``log``, ``vlines``
@@ -27,6 +28,19 @@ log = logging.getLogger(__name__)
 
 Renderer = Callable[[Figure], bytes]
 RENDERERS: dict[str, Renderer] = {}
+
+
+def _svg(name: str) -> Renderer:
+    def draw(figure: Figure) -> bytes:
+        from segdoctor.report import svg
+
+        return getattr(svg, name)(figure)
+
+    return draw
+
+
+#: kinds the report embeds as SVG, drawn without importing matplotlib (``render_png`` still draws them as PNG)
+SVG_RENDERERS: dict[str, Renderer] = {"lines": _svg("lines_svg"), "bar": _svg("bar_svg"), "histogram": _svg("histogram_svg")}
 
 _STYLE = {
     "figure.dpi": 100,
@@ -83,7 +97,23 @@ def render_png(figure: Figure) -> bytes | None:
         return None
 
 
+def render_svg(figure: Figure) -> bytes | None:
+    """SVG bytes for the kinds drawn without matplotlib (``lines``), else None; a failure is logged, never raised."""
+    fn = SVG_RENDERERS.get(figure.kind)
+    if fn is None:
+        return None
+    try:
+        return fn(figure)
+    except Exception as exc:  # drawing must not lose the report
+        log.warning("could not draw figure %r: %s", figure.title, exc)
+        return None
+
+
 def data_uri(figure: Figure) -> str | None:
+    """The figure as a data URI for the report: SVG where the kind has an SVG renderer (no matplotlib), else PNG."""
+    if figure.kind in SVG_RENDERERS:
+        svg = render_svg(figure)
+        return None if svg is None else "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
     png = render_png(figure)
     if png is None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from segdoctor.report.model import Report
 
 #: files shown per finding in HTML (JSON has them all)
 FILES_SHOWN = 8
+#: findings of one check whose figures are drawn: a log with 400 frozen metrics gives 400 findings of one
+#: check with the same curves, and drawing each would make a report of megabytes that nobody scrolls
+FIGURES_PER_CHECK = 5
 
 
 def template_dir() -> Path:
@@ -53,7 +57,9 @@ def _fmt_number(value: Any) -> str:
     return str(value)
 
 
-def _environment():
+@functools.lru_cache(maxsize=1)
+def environment():
+    """The one jinja2 environment (templates compile once per process: figures render through it too)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -65,6 +71,9 @@ def _environment():
     )
     env.filters["num"] = _fmt_number
     return env
+
+
+_environment = environment  # the name callers used before the environment was cached
 
 
 def _figure_view(fig: Figure) -> dict[str, Any]:
@@ -92,7 +101,11 @@ def _views(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                        "anchor": anchors[id(s.finding)], "severity": s.finding.severity.label} for s in c.steps],
         })
     findings = []
+    drawn: dict[str, int] = {}  # findings of each check whose figures were drawn (wide logs: thousands of findings)
     for f in diagnosis.findings:
+        draw = drawn.get(f.code, 0) < FIGURES_PER_CHECK
+        if draw and f.figures:
+            drawn[f.code] = drawn.get(f.code, 0) + 1
         cause = diagnosis.cause_of(f)
         is_root = cause is not None and cause.finding is f
         snippet, snippet_ref, folded = f.snippet, None, False
@@ -115,7 +128,8 @@ def _views(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 "snippet_folded": folded,
                 "files_shown": [(path, f.file_details.get(path, "")) for path in f.files[:FILES_SHOWN]],
                 "files_more": max(0, len(f.files) - FILES_SHOWN),
-                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]],
+                "figures": [v for v in (_figure_view(x) for x in f.figures) if v["src"]] if draw else [],
+                "figures_left_out": 0 if draw else len(f.figures),
             }
         )
     return causes, findings
@@ -124,7 +138,7 @@ def _views(report: Report) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def render_html(report: Report) -> str:
     from segdoctor import __version__
 
-    env = _environment()
+    env = environment()
     css = (template_dir() / "report.css").read_text(encoding="utf-8")
     causes, findings = _views(report)
     sections = []
@@ -144,9 +158,25 @@ def render_html(report: Report) -> str:
     )
 
 
-def write_html(report: Report, path: str | Path) -> Path:
+def html_page(report: Report) -> str:
+    """The self-contained page ``--report`` writes."""
     from segdoctor.io.dataset import printable
-    from segdoctor.io.outputs import atomic_write_text
 
     # file names that are not UTF-8 can reach the page through notes and captions, not only file lists
-    return atomic_write_text(path, printable(render_html(report)))
+    return printable(render_html(report))
+
+
+def write_html(report: Report, path: str | Path) -> Path:
+    from segdoctor.io.outputs import atomic_write_text
+
+    return atomic_write_text(path, html_page(report))
+
+
+def notebook_html(report: Report) -> str:
+    """The report for a notebook cell: the page inside an ``<iframe srcdoc>``, so its CSS styles only itself.
+
+    The page is an attribute value here, escaped by the template (``&``, ``<``, ``>`` and both quotes), so
+    nothing in it can close the attribute or the iframe. The iframe is sandboxed: the page needs no script.
+    """
+    return environment().get_template("notebook.html.j2").render(page=html_page(report), report=report,
+                                                                 verdict=report.verdict)

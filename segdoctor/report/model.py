@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +94,39 @@ class Report:
             return False
         level = Severity.parse(fail_on)
         return any(f.severity >= level for f in self.findings)
+
+    # notebooks and scripts ------------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """Jupyter/Colab display: the HTML report inline, in a sandboxed iframe (its CSS cannot leak)."""
+        from segdoctor.report.html import notebook_html
+
+        return notebook_html(self)
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (f"<segdoctor Report {self.command} {self.target!r}: {c['error']} error(s), {c['warning']} warning(s), "
+                f"{c['info']} info; {self.verdict}>")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the report to ``path``: HTML for ``.html``/``.htm``, JSON for ``.json``. Returns the path written.
+
+        Written atomically (a temporary file renamed over the old one), and never over what the report was
+        made from: a path that is, or lies inside, the checked target raises ``OutputError``.
+        """
+        from segdoctor.io.outputs import OutputError, guard_outputs
+
+        suffix = Path(str(path)).suffix.lower()
+        if suffix not in (".html", ".htm", ".json"):
+            raise OutputError(f"{path}: unknown report type {suffix or '(no suffix)'!r}; expected a .html or .json path.")
+        inputs = [("target", self.target), *dict(getattr(self, "inputs", None) or {}).items()]  # everything it read
+        guard_outputs([("save", path)], inputs)
+        if suffix == ".json":
+            from segdoctor.report.json_writer import write_json
+
+            return write_json(self, path)
+        from segdoctor.report.html import write_html
+
+        return write_html(self, path)
 
     def to_json(self) -> dict[str, Any]:
         from segdoctor import __version__

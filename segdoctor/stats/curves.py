@@ -1,7 +1,8 @@
 """Training-curve statistics: what a logged column means, and pure functions over per-epoch values.
 
-Everything here is numpy (plus scipy for Kendall's tau); no Keras, no plotting. Functions take the
-values of one column as a 1-D array in epoch order; NaN marks an epoch without a usable value.
+Everything here is numpy (Kendall's tau included: scipy.stats costs seconds to import); no Keras, no
+plotting. Functions take the values of one column as a 1-D array in epoch order; NaN marks an epoch
+without a usable value. Every function is vectorised or linear: a log may hold 10^6 epochs.
 """
 
 from __future__ import annotations
@@ -128,6 +129,40 @@ def loss_form(loss: np.ndarray, metric: np.ndarray | None = None, *, metric_name
     return LossForm(PLAIN)
 
 
+def loss_form_among(loss: np.ndarray, metrics: list[tuple[str, np.ndarray]]) -> LossForm:
+    """``loss_form(loss, metric)`` for the first metric the loss is ``-metric`` or ``1 - metric`` of, else
+    ``loss_form(loss)``. Metrics finite wherever the loss is are compared together (a log may hold
+    thousands of them); the rest one by one, in order."""
+    loss = np.asarray(loss, dtype=float)
+    finite = np.isfinite(loss)
+    start = 0
+    while start < len(metrics):
+        # a run of metrics that share the loss's finite epochs, compared as one matrix (bounded in size)
+        stop = start
+        limit = max(1, (1 << 22) // max(loss.size, 1))
+        while stop < len(metrics) and stop - start < limit and np.isfinite(np.asarray(metrics[stop][1], dtype=float)[finite]).all():
+            stop += 1
+        if stop == start:
+            name, values = metrics[start]
+            form = loss_form(loss, values, metric_name=name)
+            if form.metric is not None:
+                return form
+            start += 1
+            continue
+        if finite.any():
+            block = np.stack([np.asarray(v, dtype=float)[finite] for _, v in metrics[start:stop]])
+            lv = loss[finite]
+            negative = np.median(np.abs(lv + block), axis=1) <= LOSS_RELATION_TOLERANCE
+            one_minus = np.median(np.abs(lv - (1.0 - block)), axis=1) <= LOSS_RELATION_TOLERANCE
+            hit = np.flatnonzero(negative | one_minus)
+            if hit.size:
+                k = int(hit[0])
+                name = metrics[start + k][0]
+                return LossForm(NEGATIVE_OVERLAP, name, 1.0) if negative[k] else LossForm(ONE_MINUS_OVERLAP, name, 0.0)
+        start = stop
+    return loss_form(loss)
+
+
 # --- curve statistics ----------------------------------------------------------------------------
 
 
@@ -177,17 +212,10 @@ def relative_change(values: np.ndarray, *, offset: float = 0.0) -> float:
 def rising_runs(values: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) index pairs of maximal runs of strictly rising consecutive finite values (end inclusive)."""
     idx, y = finite_part(values)
-    runs: list[tuple[int, int]] = []
-    start = None
-    for k in range(1, y.size):
-        if y[k] > y[k - 1]:
-            start = k - 1 if start is None else start
-        elif start is not None:
-            runs.append((int(idx[start]), int(idx[k - 1])))
-            start = None
-    if start is not None:
-        runs.append((int(idx[start]), int(idx[-1])))
-    return runs
+    if y.size < 2:
+        return []
+    steps = true_runs(y[1:] > y[:-1])  # step j rises from finite value j to j + 1
+    return [(int(idx[a]), int(idx[b + 1])) for a, b in steps]
 
 
 def longest_rising_run(values: np.ndarray) -> tuple[int, int, int]:
@@ -218,72 +246,168 @@ def mean_step(values: np.ndarray) -> float:
 
 
 def trend_tau(values: np.ndarray) -> float:
-    """Kendall's tau of the finite values against epoch order, in [-1, 1]; NaN for fewer than 3 points."""
-    idx, y = finite_part(values)
+    """Kendall's tau-b of the finite values against epoch order, in [-1, 1]; NaN for fewer than 3 points.
+
+    The same number as ``scipy.stats.kendalltau(epoch_indices, values).statistic`` (epochs are distinct, so
+    only the values can tie), computed in O(n log n) with numpy.
+    """
+    _, y = finite_part(values)
     if y.size < 3 or np.all(y == y[0]):
         return float("nan")
-    from scipy.stats import kendalltau
+    n = y.size
+    _, ranks = np.unique(y, return_inverse=True)
+    ranks = ranks.reshape(-1)
+    counts = np.bincount(ranks).astype(np.int64)
+    counts = counts[counts > 1]
+    tot = n * (n - 1) // 2
+    ytie = int((counts * (counts - 1) // 2).sum())
+    con_minus_dis = tot - ytie - 2 * discordant_pairs(ranks)
+    tau = con_minus_dis / np.sqrt(tot) / np.sqrt(tot - ytie)
+    return float(min(1.0, max(-1.0, tau)))
 
-    return float(kendalltau(idx, y).statistic)
+
+def discordant_pairs(ranks: np.ndarray) -> int:
+    """Pairs i < j with ``ranks[i] > ranks[j]`` (ties are not discordant): the inversions of a sequence.
+
+    A bottom-up merge sort, vectorised per level: at width w every block of 2w holds two sorted halves,
+    and each element of a right half counts the elements of its left half above it (one searchsorted
+    over all left halves, keyed by block so that blocks never mix).
+    """
+    r = np.asarray(ranks, dtype=np.int64).ravel()
+    n = r.size
+    if n < 2:
+        return 0
+    r = r - r.min()
+    span = int(r.max()) + 1
+    pos = np.arange(n, dtype=np.int64)
+    total = 0
+    width = 1
+    while width < n:
+        block = pos // (2 * width)
+        keys = block * span + r  # sorted within each half: r is sorted per block of ``width``
+        left = (pos // width) % 2 == 0
+        left_keys, right_keys = keys[left], keys[~left]
+        right_block = block[~left]
+        # left elements of the block above the right element: those before the block's end, minus those at or below
+        at_or_below = np.searchsorted(left_keys, right_keys, side="right")
+        block_end = np.searchsorted(left_keys, (right_block + 1) * span, side="left")
+        total += int((block_end - at_or_below).sum())
+        r = np.sort(keys, kind="stable") - block * span  # merge: each block of 2 * width now sorted
+        width *= 2
+    return total
 
 
 def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred running median over finite values (NaN stays NaN); ``window`` is clipped to the length."""
+    """Running median over finite values (NaN stays NaN); ``window`` is clipped to the length.
+
+    The window of the k-th finite value is ``[k - window // 2, k - window // 2 + window)``, shifted left to
+    fit at the end and cut at the start.
+    """
     values = np.asarray(values, dtype=float)
     out = np.full(values.shape, np.nan)
     idx, y = finite_part(values)
-    if y.size == 0:
+    m = y.size
+    if m == 0:
         return out
-    w = max(1, min(int(window), y.size))
+    w = max(1, min(int(window), m))
     half = w // 2
-    for k in range(y.size):
-        lo, hi = max(0, k - half), min(y.size, k - half + w)
-        lo = max(0, hi - w)
-        out[idx[k]] = float(np.median(y[lo:hi]))
+    med = np.empty(m)
+    for k in range(min(half, m)):  # cut windows at the start
+        med[k] = np.median(y[:k - half + w])
+    # full windows: row j of the view is y[j:j + w], the window of value j + half (or of every value whose
+    # window is shifted to the end)
+    windows = np.lib.stride_tricks.sliding_window_view(y, w)
+    rows = windows.shape[0]
+    chunk = max(1, (1 << 20) // w)  # bounded temporaries for long logs
+    full = np.empty(rows)
+    for a in range(0, rows, chunk):
+        full[a:a + chunk] = np.median(windows[a:a + chunk], axis=1)
+    k = np.arange(half, m)
+    med[half:] = full[np.minimum(k - half, rows - 1)]
+    out[idx] = med
     return out
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) inclusive index pairs of the maximal runs of True."""
-    mask = np.asarray(mask, dtype=bool)
-    runs: list[tuple[int, int]] = []
-    start = None
-    for k, v in enumerate(mask):
-        if v and start is None:
-            start = k
-        elif not v and start is not None:
-            runs.append((start, k - 1))
-            start = None
-    if start is not None:
-        runs.append((start, mask.size - 1))
-    return runs
+    mask = np.asarray(mask, dtype=bool).ravel()
+    if mask.size == 0:
+        return []
+    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1) - 1
+    return list(zip(starts.tolist(), ends.tolist()))
 
 
 def frozen_runs(values: np.ndarray, *, tolerance: float) -> list[tuple[int, int]]:
-    """(start, end) index runs (end inclusive, >= 2 epochs) over which the value stays within ``tolerance`` of its start."""
-    values = np.asarray(values, dtype=float)
-    runs: list[tuple[int, int]] = []
-    k = 0
+    """(start, end) index runs (end inclusive, >= 2 epochs) over which the value stays within ``tolerance`` of its start.
+
+    Runs are taken greedily from the first finite value: each starts where the previous one ended.
+    """
+    values = np.asarray(values, dtype=float).ravel()
     n = values.size
-    while k < n:
-        if not np.isfinite(values[k]):
-            k += 1
-            continue
-        j = k
-        while j + 1 < n and np.isfinite(values[j + 1]) and abs(values[j + 1] - values[k]) <= tolerance:
-            j += 1
-        if j > k:
-            runs.append((k, j))
-        k = j + 1
+    if n < 2:
+        return []
+    # Two values within ``tolerance`` of one start differ by at most 2 x tolerance, so runs lie inside the
+    # stretches where every step is that small; the greedy walk only visits those.
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", over="ignore"):
+        close = finite[1:] & finite[:-1] & (np.abs(np.diff(values)) <= 2 * tolerance)
+    runs: list[tuple[int, int]] = []
+    for s, e in true_runs(close):  # the stretch is values[s:e + 2]
+        start, last = s, e + 1
+        while start < last:
+            base = values[start]
+            pos, step, stop = start + 1, 16, -1
+            while pos <= last:  # the first value beyond tolerance, searched in growing slices
+                hi = min(last + 1, pos + step)
+                beyond = np.abs(values[pos:hi] - base) > tolerance
+                if beyond.any():
+                    stop = pos + int(np.argmax(beyond))
+                    break
+                pos, step = hi, step * 2
+            end = last if stop < 0 else stop - 1
+            if end > start:
+                runs.append((start, end))
+            if stop < 0:
+                break
+            start = stop
     return runs
 
 
 def learning_rate_changes(lr: np.ndarray, *, min_relative: float = 0.05) -> list[tuple[int, float, float]]:
     """(index, before, after) for each epoch whose learning rate differs from the previous one by > ``min_relative``."""
     idx, y = finite_part(lr)
-    out = []
-    for k in range(1, y.size):
-        before, after = float(y[k - 1]), float(y[k])
-        if abs(after - before) > min_relative * max(abs(before), 1e-30):
-            out.append((int(idx[k]), before, after))
-    return out
+    if y.size < 2:
+        return []
+    before, after = y[:-1], y[1:]
+    changed = np.flatnonzero(np.abs(after - before) > min_relative * np.maximum(np.abs(before), 1e-30))
+    return list(zip(idx[changed + 1].tolist(), before[changed].tolist(), after[changed].tolist()))
+
+
+def envelope(x: np.ndarray, values: np.ndarray, *, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` (x, value) points that draw like the whole curve: per bucket of consecutive
+    epochs, its lowest and highest value in their order, so spikes and NaN episodes stay visible.
+
+    Non-finite values are gaps (a bucket of nothing but gaps stays a gap); a curve that already fits is
+    returned as is.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(values, dtype=float)
+    n = y.size
+    if n <= max_points:
+        return x, y
+    buckets = max(1, max_points // 2)
+    width = -(-n // buckets)  # ceil
+    buckets = -(-n // width)
+    pad = buckets * width - n
+    grid = np.concatenate([np.where(np.isfinite(y), y, np.nan), np.full(pad, np.nan)]).reshape(buckets, width)
+    gap = np.all(np.isnan(grid), axis=1)
+    lo = np.argmin(np.where(np.isnan(grid), np.inf, grid), axis=1)
+    hi = np.argmax(np.where(np.isnan(grid), -np.inf, grid), axis=1)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    base = np.arange(buckets) * width
+    order = np.column_stack([base + first, base + second]).ravel()
+    xs, ys = x[order], y[order].astype(float)
+    ys[np.repeat(gap, 2)] = np.nan
+    return xs, np.where(np.isfinite(ys), ys, np.nan)

@@ -1,0 +1,132 @@
+"""Charts drawn as SVG without matplotlib (lines, bar, histogram): valid documents, every series drawn,
+user text escaped, what is drawn capped for long and wide logs."""
+
+from __future__ import annotations
+
+import base64
+import math
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from segdoctor.findings import Figure
+from segdoctor.report.figures import SVG_RENDERERS, data_uri, render_svg
+from segdoctor.stats import curves
+
+from conftest import REPO
+
+NS = "{http://www.w3.org/2000/svg}"
+HOSTILE = 'val_</text><script>alert(1)</script>"&\'dice'
+
+
+def _svg(fig: Figure) -> ET.Element:
+    data = render_svg(fig)
+    assert data is not None, fig.title
+    root = ET.fromstring(data)
+    assert root.tag == NS + "svg"
+    assert not list(root.iter(NS + "script")) and not list(root.iter(NS + "foreignObject"))
+    return root
+
+
+def _texts(root: ET.Element) -> list[str]:
+    return ["".join(t.itertext()) for t in root.iter(NS + "text")]
+
+
+def _drawn_paths(root: ET.Element) -> list[ET.Element]:
+    return [p for p in root.iter(NS + "path") if p.get("d")]
+
+
+LINE_CASES = {
+    "plain": {"x": [1, 2, 3, 4], "series": [{"label": "loss", "y": [0.5, 0.4, 0.3, 0.35]},
+                                           {"label": "val_loss", "y": [0.6, 0.5, 0.45, 0.5], "style": "--"}]},
+    "gaps and infinities": {"x": [1, 2, 3, 4, 5], "series": [{"label": "loss", "y": [0.5, math.nan, math.inf, 0.3, 0.2]}]},
+    "log with lr axis": {"x": list(range(1, 61)), "log": True, "y2log": True,
+                         "series": [{"label": "loss", "y": list(np.geomspace(10, 0.01, 60))},
+                                    {"label": "learning rate", "y": [1e-3] * 30 + [1e-5] * 30, "axis": "right", "style": ":"}],
+                         "spans": [{"start": 10, "end": 20, "label": "rising"}], "vlines": [{"x": 30.5, "label": "LR 0.001→1e-05"}]},
+    "one point": {"x": [1], "series": [{"label": "dice", "y": [4e-11]}]},
+    "constant": {"x": [1, 2, 3], "series": [{"label": "acc", "y": [0.9, 0.9, 0.9]}]},
+    "negative": {"x": [1, 2, 3], "series": [{"label": "loss", "y": [-0.2, -0.5, -0.9]}]},
+    "nothing finite": {"x": [1, 2], "series": [{"label": "loss", "y": [math.nan, math.nan]}]},
+    "own x per series": {"x": [1, 100], "series": [{"label": "loss", "x": [1, 50, 100], "y": [3, 2, 1]}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINE_CASES))
+def test_line_charts(case):
+    data = {"xlabel": "epoch", "ylabel": "value", **LINE_CASES[case]}
+    root = _svg(Figure(kind="lines", title=f"Loss <{case}>", data=data))
+    drawable = [s for s in data["series"] if any(math.isfinite(v) for v in s["y"])]
+    assert len(_drawn_paths(root)) == len(drawable)
+    assert f"Loss <{case}>" in _texts(root)
+    assert {s["label"] for s in data["series"]} <= set(_texts(root))  # the legend names every series
+
+
+def test_bar_and_histogram_charts():
+    bar = Figure(kind="bar", title="Mask values", data={"labels": [str(v) for v in range(40)], "values": list(range(1, 41)),
+                                                      "log": True, "highlight": ["3"], "ylabel": "pixels (log)"})
+    root = _svg(bar)
+    rects = [r for r in root.iter(NS + "rect") if r.get("fill") in ("#3b6ea8", "#d1603d")]
+    assert len(rects) == 40 and sum(r.get("fill") == "#d1603d" for r in rects) == 1
+    hist = Figure(kind="histogram", title="Probabilities", data={
+        "series": [{"label": HOSTILE, "edges": list(np.linspace(0, 1, 11)), "counts": [0, 1, 5, 0, 0, 0, 0, 0, 2, 9]},
+                   {"label": "background", "edges": list(np.linspace(0, 1, 11)), "counts": [9, 2] + [0] * 8}],
+        "log": True, "vlines": [{"x": 0.5, "label": "threshold 0.5"}], "xlabel": "p"})
+    root = _svg(hist)
+    assert len(_drawn_paths(root)) == 2 and HOSTILE in _texts(root) and "threshold 0.5" in _texts(root)
+    single = Figure(kind="histogram", title="Sizes", data={"edges": [0, 1, 2, 3], "counts": [3, 0, 1]})
+    filled = [p for p in _drawn_paths(_svg(single)) if p.get("fill") not in (None, "none")]
+    assert len(filled) == 1
+
+
+def test_user_text_is_escaped_not_markup():
+    fig = Figure(kind="lines", title=HOSTILE, data={"x": [1, 2], "series": [{"label": HOSTILE, "y": [1, 2]}],
+                                                   "spans": [{"start": 1, "end": 2, "label": HOSTILE}]})
+    root = _svg(fig)
+    assert _texts(root).count(HOSTILE) >= 3  # title, span label, legend: as text
+
+
+def test_the_report_embeds_svg_for_charts_and_png_for_pictures():
+    assert set(SVG_RENDERERS) == {"lines", "bar", "histogram"}
+    uri = data_uri(Figure(kind="bar", title="b", data={"labels": ["0", "1"], "values": [3, 1]}))
+    assert uri.startswith("data:image/svg+xml;base64,") and b"<svg" in base64.b64decode(uri.split(",", 1)[1])
+
+
+def test_drawing_charts_imports_no_matplotlib():
+    code = ("import sys; from segdoctor.findings import Figure; from segdoctor.report.figures import data_uri; "
+            "data_uri(Figure(kind='lines', title='t', data={'x': [1, 2], 'series': [{'label': 'a', 'y': [1, 2]}]})); "
+            "data_uri(Figure(kind='histogram', title='h', data={'edges': [0, 1, 2], 'counts': [1, 2]})); "
+            "data_uri(Figure(kind='bar', title='b', data={'labels': ['x'], 'values': [1]})); "
+            "assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_envelope_keeps_spikes_and_gaps_within_the_budget():
+    y = np.sin(np.arange(200_000) / 500.0)
+    y[123_457] = 50.0  # a one-epoch spike
+    y[50_000:60_000] = np.nan  # a long NaN episode
+    xs, ys = curves.envelope(np.arange(1, y.size + 1, dtype=float), y, max_points=1000)
+    assert xs.size <= 1000 and np.nanmax(ys) == 50.0
+    assert np.isnan(ys[(xs > 51_000) & (xs < 59_000)]).all()
+    assert np.all(np.diff(xs) >= 0)  # still in epoch order
+    short_x, short_y = curves.envelope(np.arange(5.0), np.arange(5.0), max_points=1000)
+    assert short_y.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_curve_figures_cap_columns_and_points():
+    from segdoctor.checks.history import FIGURE_POINTS, FIGURE_SERIES, HistoryContext
+    from segdoctor.io.history import history_from_mapping
+
+    n = 5000
+    cols = {"loss": np.linspace(1, 0.1, n), "lr": np.full(n, 1e-3)}
+    cols.update({f"dice_{k}": np.linspace(0, 0.9, n) for k in range(300)})
+    ctx = HistoryContext(history_from_mapping(cols))
+    fig = ctx.metric_figure(focus=("dice_250",))
+    labels = [s["label"] for s in fig.data["series"]]
+    assert labels[0] == "dice_250" and len(labels) == FIGURE_SERIES + 1 and labels[-1] == "learning rate"
+    assert f"{FIGURE_SERIES} of 300 columns drawn" in fig.caption
+    assert all(len(s["y"]) <= FIGURE_POINTS for s in fig.data["series"])
+    assert render_svg(fig) is not None
