@@ -100,6 +100,10 @@ def test_tf_data_one_hot_of_0_255_masks_is_sd303_binarised_one_hot_is_clean(file
     f = finding(report, "SD303")
     assert "rows of zeros" in f.title and "depth 2" in f.title and "{0, 255}" in f.title
     assert "tf.one_hot" in f.snippet and "> 127" in f.snippet
+    # without the files, the one-hot of 255 is the root cause: the empty-looking masks and starved batches follow from it
+    diagnosis = check_pipeline(broken, batches=4).diagnosis
+    assert diagnosis.causes[0].finding.code == "SD303"
+    assert {"SD108", "SD305"} <= {s.finding.code for s in diagnosis.causes[0].steps}
     good = file_dataset(tf, files255, lambda i, m: (i, tf.one_hot(tf.cast(m[..., 0] > 127, tf.int32), 2)))
     report = check_pipeline(good, batches=4)
     clean(report)

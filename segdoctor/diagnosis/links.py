@@ -151,6 +151,9 @@ LINKS: tuple[Link, ...] = tuple(Link(*row) for row in (
     ("SD101", "SD303", "tf.one_hot of the id 255 is a row of zeros: the foreground vanishes from the targets", "one-hot-zero-rows"),
     ("SD102", "SD303", "tf.one_hot of the id K is a row of zeros: that class vanishes from the targets", "one-hot-zero-rows"),
     ("SD103", "SD303", "tf.one_hot of the void id is a row of zeros", "one-hot-zero-rows"),
+    ("SD303", "SD108", "the pixels one-hot encoded as rows of zeros read as background: the masks look empty",
+     "one-hot-zero-rows"),
+    ("SD303", "SD305", "the foreground encoded as rows of zeros leaves the batches without foreground", "one-hot-zero-rows"),
     # symptoms that explain other symptoms
     ("SD505", "SD501", "a constant map below the threshold is blank everywhere"),
     ("SD505", "SD610", "a constant output gives the metrics nothing to change"),
