@@ -326,3 +326,16 @@ def test_sample_weights_are_read_and_reported(blobs):
     report = check_pipeline(batches(x.astype(np.float32) / 255, y, w=w), batches=2)
     clean(report)
     assert report.facts["train_sample_weight_shape"] == "(B, )"
+
+
+def test_one_sample_repeated_or_jittered_is_not_a_mismatch_one_mask_for_every_image_is(blobs):
+    # "overfit one batch" runs repeat one pair: its copies are no mismatched pairs to compare with
+    x, y = blobs
+    xf = x.astype(np.float32) / 255
+    one_x, one_y = np.repeat(xf[:1], 16, 0), np.repeat(y[:1], 16, 0)
+    assert "SD301" not in codes(check_pipeline(batches(one_x, one_y)))
+    jitter = np.random.default_rng(0).uniform(0.7, 1.3, (16, 1, 1, 1)).astype(np.float32)
+    assert "SD301" not in codes(check_pipeline(batches(np.clip(one_x * jitter, 0, 1), one_y)))
+    # different images that all get the same mask (a loader that always reads mask 0) still fire
+    f = finding(check_pipeline(batches(xf, np.repeat(y[:1], len(x), 0))), "SD301")
+    assert "no better than masks laid over other images" in f.title

@@ -102,7 +102,7 @@ class PipelinePairMismatch(Check):
                  or len(nulls) >= max(MIN_NULL, MIN_NULL_SHARE * n))
         files_signal = ctx.files_signal
         median_own = float(np.nanmedian(study.z_own)) if np.isfinite(study.z_own).any() else 0.0
-        no_signal = n >= MIN_NO_SIGNAL_SAMPLES and study.signal < Z_NO_SIGNAL
+        no_signal = study.distinct >= MIN_NO_SIGNAL_SAMPLES and study.signal < Z_NO_SIGNAL
         evidence: dict[str, Any] = {
             "pipeline": src.label, "samples_studied": n, "samples_affected": len(affected),
             "median_alignment_z": round(median_own, 2), "median_z_after_explanations": round(study.signal, 2),

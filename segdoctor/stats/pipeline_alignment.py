@@ -77,11 +77,17 @@ def _best_shift(edges: np.ndarray, bounds: np.ndarray, med: float, scale: float)
     return best, np.stack([dy, dx], axis=1)
 
 
+def distinct_pairs(edges: np.ndarray, bounds: np.ndarray) -> int:
+    """How many samples differ in image edges or mask boundaries (exact repeats count once)."""
+    return len({np.ascontiguousarray(e).tobytes() + np.ascontiguousarray(b).tobytes() for e, b in zip(edges, bounds)})
+
+
 @dataclass
 class PairStudy:
     """The outcome per studied sample (positions refer to ``indices``) and for the batches as a whole."""
 
     indices: list[int]
+    distinct: int  # samples that are not exact repeats of another
     z_own: np.ndarray
     z_fit: np.ndarray  # z after the sample's explanation (its own z when there is none)
     explanation: list[str | None]  # a TRANSFORMS name, "shift", "other", "null" or None
@@ -108,8 +114,8 @@ def study_pipeline_pairs(edges: np.ndarray, bounds: np.ndarray, square: np.ndarr
                          *, seed: int = 0) -> PairStudy | None:
     """Explain, per sample, why its mask does not fit its image (see the module docstring); None below 3 samples."""
     n = len(edges)
-    if n < MIN_SAMPLES:
-        return None
+    if n < MIN_SAMPLES or distinct_pairs(edges, bounds) < MIN_SAMPLES:
+        return None  # a repeated sample (overfitting one batch) has no other pairs to compare with
     res = study_alignment(edges, bounds, square, seed=seed)
     med, scale = res["null_median"], res["null_scale"]
     zb = _z_better(res["n_cross"] + res["n_shifted"])
@@ -155,7 +161,7 @@ def study_pipeline_pairs(edges: np.ndarray, bounds: np.ndarray, square: np.ndarr
     for e in explanation:
         if e is not None:
             counts[e] = counts.get(e, 0) + 1
-    return PairStudy(indices=list(indices), z_own=z_own, z_fit=z_fit, explanation=explanation,
+    return PairStudy(indices=list(indices), distinct=distinct_pairs(edges, bounds), z_own=z_own, z_fit=z_fit, explanation=explanation,
                      other=np.asarray(res["best_other"]), offset=offset, signal=signal, z_better=zb,
                      shift_threshold=float(shift_thr), null=res["null"], null_median=med, null_scale=scale,
                      counts=counts)
