@@ -339,3 +339,23 @@ def test_one_sample_repeated_or_jittered_is_not_a_mismatch_one_mask_for_every_im
     # different images that all get the same mask (a loader that always reads mask 0) still fire
     f = finding(check_pipeline(batches(xf, np.repeat(y[:1], len(x), 0))), "SD301")
     assert "no better than masks laid over other images" in f.title
+
+
+def test_jpeg_masks_divided_by_255_are_sd105_not_interpolation(blobs, tmp_path):
+    # JPEG noise sits next to the class values (0.004, 0.996 ...); a bilinear resize spreads values across the gap
+    from PIL import Image
+
+    x, y = blobs
+    xf = x.astype(np.float32) / 255
+    jpeg = []
+    for m in y:
+        path = tmp_path / "m.jpg"
+        Image.fromarray((m * 255).astype(np.uint8)).save(path, quality=90)
+        jpeg.append(np.asarray(Image.open(path)).astype(np.float32) / 255)
+    jpeg = np.stack(jpeg)
+    assert np.any((jpeg > 0) & (jpeg < 1))
+    report = check_pipeline(batches(xf, jpeg))
+    f = finding(report, "SD105")
+    assert "lossy compression" in f.title and "SD106" not in codes(report)
+    assert "> 127" in f.snippet
+    clean(check_pipeline(batches(xf, (jpeg > 0.5).astype(np.float32))))

@@ -59,11 +59,13 @@ FILE_SAMPLE = 256
 #: samples shown in the report's grid
 GRID_SAMPLES = 8
 #: the loader-side fix appended to a file check's snippet when it fires on the batches
-PIPELINE_TOPICS = {"SD101": "binarise", "SD104": "channels", "SD106": "interpolated"}
+PIPELINE_TOPICS = {"SD101": "binarise", "SD104": "channels", "SD105": "binarise", "SD106": "interpolated"}
 #: the fix in words when the files are clean and only the loading code needs the change
 LOADER_FIXES = {
     "SD101": "Binarise the mask in the loading code (mask > 127, as integers) before it reaches the loss; the files are not at fault.",
     "SD104": "Read the mask with one channel in the loading code (channels=1, or map the colours to ids); the files are not at fault.",
+    "SD105": "Threshold the mask in the loading code (mask > 127 on the decoded 8-bit values, or > 0.5 after a division) "
+             "so that the loss receives exact class values; the files are not at fault.",
     "SD106": "Resize and warp the mask with nearest-neighbour in the loading code (method=\"nearest\", "
              "interpolation_order=0, mask= in albumentations); the files are not at fault.",
 }
@@ -324,6 +326,17 @@ def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding
             body = (f"{of(len(between), len(src.records))} targets hold fractional values on class boundaries only "
                     f"({evidence['fractional_pixel_share']:.1%} of their pixels): the masks are resized or warped with "
                     "interpolation")
+    if f.code == "SD105":
+        noisy = [r["pipeline"] for r in src.records if (r.get("pipeline") or {}).get("soft") == "compressed"]
+        if noisy:
+            share = float(np.mean([p.get("fractional_share", 0.0) for p in noisy]))
+            evidence.update({"samples_with_fractional_values": len(noisy), "fractional_pixel_share": round(share, 4)})
+            for key in ("masks_lossy_format", "masks_with_stray_values", "stray_pixel_share_in_those_masks",
+                        "stray_near_class_share", "stray_values"):
+                evidence.pop(key, None)
+            body = (f"{of(len(noisy), len(src.records))} targets hold fractional values next to the class values "
+                    f"({share:.1%} of their pixels), as lossy compression leaves them: masks decoded from JPEG (or another "
+                    "lossy format) reach the loss without a threshold")
     title = f"In the {src.split} pipeline: {body}{suffix}"
     return dataclasses.replace(f, title=title, evidence=evidence, files=(), figures=tuple(figures), snippet=snippet, fix=fix,
                                why=f.why + " (Found in the batches the pipeline yields, after its preprocessing.)")

@@ -29,7 +29,7 @@ from segdoctor.io.dataset import Dataset, Pair
 from segdoctor.io.readers import Decoded, UnreadableFile
 from segdoctor.stats.alignment import MAX_KEPT_MAPS
 from segdoctor.stats.downsample import GRID, nearest_resize, pool_to, strided_sample
-from segdoctor.stats.encoding import CLASS_INTERIOR_RATIO
+from segdoctor.stats.encoding import CLASS_INTERIOR_RATIO, LOSSY_NEAR_SHARE, NEAR_GAP
 from segdoctor.stats.image_stats import (
     NEAR_CONSTANT_STD,
     content_range_kind,
@@ -192,13 +192,27 @@ def calibrate_sparse(a: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         # fractional values in a band between the classes (a bilinear resize or warp): the classes are the integral
         # values, the in-between values are the defect (SD106), recorded as such. The file scan quantises soft masks
         # to 8 bits, which would turn {0, 1} into {0, 255} and misreport the encoding (SD101)
-        info["soft"] = "interpolated"
         classes = np.unique(rounded[~fractional])
+        info["soft"] = "compressed" if _near_classes(a[fractional], classes) else "interpolated"
         return _to_small_int(snap_to_values(a, classes)) if 0 < classes.size <= 256 else a
     # continuous values (soft masks, probabilities, blurred labels): judged as the classes they threshold to
     info["soft"] = "continuous"
     lo, hi = float(a.min()), float(a.max())
     return (a >= (0.5 if lo >= 0 and hi <= 1 else (lo + hi) / 2)).astype(np.uint8)
+
+
+def _near_classes(values: np.ndarray, classes: np.ndarray) -> bool:
+    """Do the fractional values cluster near the class values, as lossy compression leaves them (SD105's rule: most
+    within NEAR_GAP of the gap between classes), rather than spread across the gap, as interpolation leaves them?"""
+    if classes.size == 0 or values.size == 0:
+        return False
+    classes = np.sort(classes.astype(np.float64))
+    gap = float(np.min(np.diff(classes))) if classes.size > 1 else 1.0
+    v = values.astype(np.float64)
+    k = np.clip(np.searchsorted(classes, v), 1, max(classes.size - 1, 1))
+    lo, hi = classes[k - 1], classes[np.minimum(k, classes.size - 1)]
+    dist = np.minimum(np.abs(v - lo), np.abs(v - hi)) / max(gap, 1e-12)
+    return float(np.mean(dist <= NEAR_GAP)) >= LOSSY_NEAR_SHARE
 
 
 def _fractional_regions(a: np.ndarray, fractional: np.ndarray) -> bool:
@@ -430,7 +444,10 @@ def sample_record(image: np.ndarray, target: np.ndarray, weight: np.ndarray | No
             extract(data, rec)
         except Exception as exc:
             rec.setdefault("extractor_errors", []).append(f"{extract.__name__}: {exc}")
-    if info.get("soft") and "mask_info" in rec:
+    if info.get("soft") == "compressed" and "mask_info" in rec:
+        # fractional values clustered at the class values: compression noise (SD105), judged as a lossy mask is
+        rec["mask_info"]["lossy"] = True
+    elif info.get("soft") and "mask_info" in rec:
         # the target as the loss receives it holds fractional values (SD106); the record's label map holds their
         # classes. Set after the extractors, which read float_soft as "the label is an 8-bit quantisation"
         soft = np.asarray(target, dtype=np.float64)
