@@ -359,3 +359,25 @@ def test_jpeg_masks_divided_by_255_are_sd105_not_interpolation(blobs, tmp_path):
     assert "lossy compression" in f.title and "SD106" not in codes(report)
     assert "> 127" in f.snippet
     clean(check_pipeline(batches(xf, (jpeg > 0.5).astype(np.float32))))
+
+
+def test_multiclass_ids_divided_and_cast_to_int_are_sd302_with_the_files_binarising_is_not(tmp_path):
+    x, y = blob_arrays(24, seed=5, classes=4)
+    y = y.copy()
+    y[:, :2, :] = 255  # a void band, as Cityscapes and VOC keep
+    root = write_dataset(tmp_path / "multi", x, y)
+    xf = x.astype(np.float32) / 255
+    cast = (y.astype(np.float32) / 255).astype(np.int32)  # floor(id / 255): 0, and 1 on the void band
+    report = check_pipeline(batches(xf, cast), data=root)
+    f = finding(report, "SD302")
+    assert "divided by 255 and cast to integers" in f.title and "{0, 1}" in f.title
+    assert report.diagnosis.causes[0].finding.code == "SD302"
+    # merging the classes on purpose (foreground = any class) marks far more than the void band: not this defect
+    merged = ((y > 0) & (y < 255)).astype(np.int32)
+    assert "SD302" not in codes(check_pipeline(batches(xf, merged), data=root))
+    assert "SD302" not in codes(check_pipeline(batches(xf, y.astype(np.int32)), data=root))
+    # without a void label every id becomes 0: the empty masks follow from the division
+    plain = write_dataset(tmp_path / "plain", x, np.where(y == 255, 0, y).astype(np.uint8))
+    report = check_pipeline(batches(xf, np.zeros_like(y, dtype=np.int32)), data=plain)
+    assert report.diagnosis.causes[0].finding.code == "SD302"
+    assert "SD108" in {s.finding.code for s in report.diagnosis.causes[0].steps}

@@ -226,7 +226,8 @@ class MaskRescaled(Check):
     multiplied by one constant (255, 65535, or 1 / the smallest non-zero value): class ids divided by that
     constant. Label smoothing ({0.05, 0.95}: a + b = 1) and soft values on class boundaries only
     (interpolation, SD106) are not rescaled ids. The record behind every mask check sees the ids recovered
-    (x 255), so SD101/SD106 judge the ids themselves.
+    (x 255), so SD101/SD106 judge the ids themselves. With ``--data``, multi-class ids divided by 255 and then cast
+    to integers (the batches hold only 0, and 1 exactly where the files hold 255) fire too.
     """
 
     code = "SD302"
@@ -238,6 +239,9 @@ class MaskRescaled(Check):
         for src in ctx.sources:
             t = src.targets
             if not t.rescaled:
+                collapsed = self._cast_to_int(ctx, src)
+                if collapsed is not None:
+                    yield collapsed
                 continue
             divisor, idx = max(t.rescaled.items(), key=lambda kv: len(kv[1]))
             affected = sorted({i for ks in t.rescaled.values() for i in ks})
@@ -264,6 +268,40 @@ class MaskRescaled(Check):
                                                "Rescaled targets")),
                 related=("SD101", "SD108"),
             )
+
+
+    def _cast_to_int(self, ctx: PipelineContext, src: PipelineSource) -> Finding | None:
+        """With ``--data``: multi-class ids divided by 255 and then cast to integers leave floor(id / 255), so the
+        batches hold 0 wherever the files hold an id below 255 and 1 where they hold 255 (void). Fires when the files
+        hold two or more ids in 1..254, the batches hold only {0} or {0, 1}, and the batches' share of 1 matches the
+        files' share of 255 (a deliberate binarisation such as ``mask > 0`` marks far more pixels)."""
+        if ctx.files is None:
+            return None
+        files, batch = ctx.files.labels, src.ctx.labels
+        ids = [v for v in files.class_values if isinstance(v, (int, np.integer))]
+        if len([v for v in ids if 0 < v < 255]) < 2 or not batch.value_table:
+            return None
+        values = set(batch.value_table)
+        if not values <= {0, 1} or files.value_table and max(files.value_table) > 255:
+            return None
+        f_total = sum(row[0] for row in files.value_table.values()) or 1
+        b_total = sum(row[0] for row in batch.value_table.values()) or 1
+        void = files.value_table.get(255, [0])[0] / f_total
+        ones = batch.value_table.get(1, [0])[0] / b_total
+        if abs(ones - void) > max(0.02, 0.5 * void):
+            return None
+        samples = [src.ids[i] for i, rec in enumerate(src.records) if "values" in (rec.get("mask_info") or {})]
+        return self.finding(
+            title=(f"In {pipeline_phrase(src)}, the class ids are divided by 255 and cast to integers: the files hold "
+                   f"{fmt_values(ids)}, the batches {fmt_values(sorted(values))}: every id below 255 became 0"),
+            evidence={"pipeline": src.label, "file_values": fmt_values(ids), "batch_values": fmt_values(sorted(values)),
+                      "file_share_255": round(void, 4), "batch_share_1": round(ones, 4), "samples": samples},
+            why=("floor(id / 255) is 0 for every class id below 255: the classes vanish from the targets and the model "
+                 "learns background everywhere" + (" (only the void label 255 survives, as 1)" if ones else "") + "."),
+            fix="Do not divide the masks; keep the class ids as they are in the files (cast to int32 for a sparse loss).",
+            snippet=pipeline_snippet("rescale", src.kind),
+            related=("SD108",),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- SD304

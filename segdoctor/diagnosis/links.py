@@ -153,6 +153,8 @@ LINKS: tuple[Link, ...] = tuple(Link(*row) for row in (
     ("SD103", "SD303", "tf.one_hot of the void id is a row of zeros", "one-hot-zero-rows"),
     ("SD303", "SD108", "the pixels one-hot encoded as rows of zeros read as background: the masks look empty",
      "one-hot-zero-rows"),
+    ("SD302", "SD108", "class ids divided by 255 (and cast to integers) become 0: the masks look empty"),
+    ("SD302", "SD305", "class ids divided by 255 leave the batches without foreground"),
     ("SD303", "SD305", "the foreground encoded as rows of zeros leaves the batches without foreground", "one-hot-zero-rows"),
     # symptoms that explain other symptoms
     ("SD505", "SD501", "a constant map below the threshold is blank everywhere"),
