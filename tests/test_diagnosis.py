@@ -47,6 +47,7 @@ CASES: dict[str, tuple[dict, dict]] = {
     "measured-lr-low": ({"SD451": {"saved_lr_position": "above", "history_lr_highest_position": "below"}},
                         {"SD451": {"saved_lr_position": "below", "history_lr_highest_position": "inside"}}),
     "double-sigmoid": ({"SD410": {"output_range_low": 0.5}}, {"SD410": {"output_range_low": 0.09}}),
+    "output-near-one": ({"SD505": {"mean_probability": 0.99}}, {"SD505": {"mean_probability": 0.02}}),
     "one-hot-zero-rows": ({"SD303": {"zero_row_pixels": 120}}, {"SD303": {"zero_row_pixels": 0}}),
     "same-files": ({"same_files": True}, {"same_files": False}),
     "most-masks-empty": ({"SD108": {"share": 0.8}}, {"SD108": {"share": 0.1}}),

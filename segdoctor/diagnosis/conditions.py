@@ -308,3 +308,9 @@ def _double_sigmoid(run: Run, cause: Finding, effect: Finding) -> State:
 def _one_hot_zero_rows(run: Run, cause: Finding, effect: Finding) -> State:
     rows = _number(_get("zero_row_pixels", cause, effect))
     return None if rows is None else rows > 0
+
+
+@_condition("output-near-one", "the constant output is a probability near 1 (foreground everywhere)")
+def _output_near_one(run: Run, cause: Finding, effect: Finding) -> State:
+    p = _number(_get("mean_probability", cause, effect))
+    return None if p is None else p >= 0.9
