@@ -269,7 +269,6 @@ class MaskRescaled(Check):
                 related=("SD101", "SD108"),
             )
 
-
     def _cast_to_int(self, ctx: PipelineContext, src: PipelineSource) -> Finding | None:
         """With ``--data``: multi-class ids divided by 255 and then cast to integers leave floor(id / 255), so the
         batches hold 0 wherever the files hold an id below 255 and 1 where they hold 255 (void). Fires when the files

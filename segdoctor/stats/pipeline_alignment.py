@@ -114,7 +114,8 @@ def study_pipeline_pairs(edges: np.ndarray, bounds: np.ndarray, square: np.ndarr
                          *, seed: int = 0) -> PairStudy | None:
     """Explain, per sample, why its mask does not fit its image (see the module docstring); None below 3 samples."""
     n = len(edges)
-    if n < MIN_SAMPLES or distinct_pairs(edges, bounds) < MIN_SAMPLES:
+    distinct = distinct_pairs(edges, bounds) if n >= MIN_SAMPLES else n
+    if distinct < MIN_SAMPLES:
         return None  # a repeated sample (overfitting one batch) has no other pairs to compare with
     res = study_alignment(edges, bounds, square, seed=seed)
     med, scale = res["null_median"], res["null_scale"]
@@ -161,7 +162,7 @@ def study_pipeline_pairs(edges: np.ndarray, bounds: np.ndarray, square: np.ndarr
     for e in explanation:
         if e is not None:
             counts[e] = counts.get(e, 0) + 1
-    return PairStudy(indices=list(indices), distinct=distinct_pairs(edges, bounds), z_own=z_own, z_fit=z_fit, explanation=explanation,
+    return PairStudy(indices=list(indices), distinct=distinct, z_own=z_own, z_fit=z_fit, explanation=explanation,
                      other=np.asarray(res["best_other"]), offset=offset, signal=signal, z_better=zb,
                      shift_threshold=float(shift_thr), null=res["null"], null_median=med, null_scale=scale,
                      counts=counts)
