@@ -104,6 +104,7 @@ def test_tf_data_one_hot_of_0_255_masks_is_sd303_binarised_one_hot_is_clean(file
     diagnosis = check_pipeline(broken, batches=4).diagnosis
     assert diagnosis.causes[0].finding.code == "SD303"
     assert {"SD108", "SD305"} <= {s.finding.code for s in diagnosis.causes[0].steps}
+    assert "SD108" in diagnosis.causes[0].confirm.split("should be gone")[0]  # the fix removes the empty look too
     good = file_dataset(tf, files255, lambda i, m: (i, tf.one_hot(tf.cast(m[..., 0] > 127, tf.int32), 2)))
     report = check_pipeline(good, batches=4)
     clean(report)

@@ -142,8 +142,10 @@ def _confirm_text(root: Finding, steps: Sequence[Step], command: str, inputs: Ma
     line = _command_line(command, inputs)
     retrain = any(scope_of(s.finding.code) in ("predictions", "history") for s in steps) or (
         command != "check-data" and scope_of(root.code) in ("model", "history"))
-    gone = [s.finding.code for s in steps if s.finding.code not in ANSWERED_IN_TRAINING]
     stays = root.code in ANSWERED_IN_TRAINING
+    # a data property the root explains (masks that look empty after a one_hot of 255) goes with the root's fix;
+    # under a root that stays, it stays too
+    gone = [s.finding.code for s in steps if not (stays and s.finding.code in ANSWERED_IN_TRAINING)]
     if not stays:
         gone.insert(0, root.code)
     gone = list(dict.fromkeys(gone))
