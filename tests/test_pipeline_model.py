@@ -88,6 +88,11 @@ def test_a_trained_model_scores_better_under_another_scaling(keras, blobs):
     model, conv = head(keras, 1, "sigmoid", "binary_crossentropy")
     # a "trained" intensity model: foreground where the mean of the unit-scaled channels exceeds 0.45
     conv.set_weights([np.full((1, 1, 3, 1), 20 / 3, np.float32), np.full((1,), -9.0, np.float32)])
+    # set by hand, never fitted: no evidence of the scaling it expects (as a model compiled and not yet trained)
+    assert "SD307" not in codes(check_pipeline((x * 255, y), model=model))
+    # one step at learning rate 0 marks it trained (optimizer.iterations 1) and keeps these exact weights
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="binary_crossentropy")
+    model.fit(x[:2], y[:2, ..., None].astype(np.float32), epochs=1, batch_size=2, verbose=0)
     f = finding(check_pipeline((x * 255, y), model=model), "SD307")
     assert "x / 255" in f.title and f.severity.label == "warning"
     assert "SD307" not in codes(check_pipeline((x, y), model=model))
@@ -116,3 +121,19 @@ def test_without_a_model_nothing_is_probed(blobs):
     report = check_pipeline(batches(x, y), batches=2)
     assert report.context.model is None and "model" not in report.facts
     assert "SD307" in {c.code for c in report.checks if c.status == "passed"}
+
+
+def test_a_model_trained_on_unit_inputs_fed_0_255_batches_is_sd307_an_untrained_one_is_not(keras, blobs):
+    x, y = blobs
+    model, _ = head(keras, 1, "sigmoid", "binary_crossentropy", size=(64, 64))
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+    model.fit(x, y[..., None].astype(np.float32), epochs=60, batch_size=24, verbose=0)
+    report = check_pipeline((x * 255, y[..., None].astype(np.float32)), model=model)
+    f = finding(report, "SD307")
+    assert "scaled as x / 255" in f.title and "another input scaling" in f.title
+    assert "SD307" not in codes(check_pipeline((x, y[..., None].astype(np.float32)), model=model))
+    # compiled, never fitted: a random head may threshold the blobs under some scaling by chance; that is no evidence
+    fresh, _ = head(keras, 1, "sigmoid", "binary_crossentropy", size=(64, 64))
+    assert check_pipeline((x * 255, y[..., None].astype(np.float32)), model=fresh).context.model.optimizer_steps == 0
+    assert "another input scaling" not in " ".join(
+        f.title for f in check_pipeline((x * 255, y[..., None].astype(np.float32)), model=fresh).findings)

@@ -222,7 +222,10 @@ class PipelineModelInput(Check):
             best_loss = probe.scaling_loss.get(best)
             # an untrained model's Dice under a scaling is chance (a random 1x1 head can threshold bright blobs): only
             # a model that is trained under that scaling (loss far below the class prior's) says which one it expects
-            trained = prior is not None and best_loss is not None and 0 < prior and best_loss <= TRAINED_LOSS_RATIO * prior
+            # A model compiled but never fitted (optimizer at step 0: check_pipeline(ds, model=model) before fit) says
+            # nothing about the scaling it expects, however well a random head happens to threshold the images
+            trained = (probe.optimizer_steps != 0 and prior is not None and best_loss is not None and 0 < prior
+                       and best_loss <= TRAINED_LOSS_RATIO * prior)
             if (trained and best != "as is" and dice[best] >= MIN_BEST_DICE and dice[best] >= cur + MIN_DICE_GAIN
                     and dice[best] >= DICE_RATIO * cur):
                 yield self.finding(

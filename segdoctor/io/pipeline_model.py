@@ -46,6 +46,7 @@ class ModelProbe:
     scaling_loss: dict[str, float] = field(default_factory=dict)  # the compiled loss under each input scaling
     input_rescaling: float | None = None  # the scale of a Rescaling layer at the model's input
     input_dtype: str = ""
+    optimizer_steps: int | None = None  # optimizer.iterations: 0 for a model compiled but never trained
 
     @property
     def out_channels(self) -> int:
@@ -167,6 +168,11 @@ def _dice(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def keras_steps(optimizer: Any) -> int:
+    """The optimizer's step count (restored from a saved file with its state)."""
+    return int(np.asarray(optimizer.iterations))
+
+
 def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), unsafe: bool = False) -> ModelProbe:
     """Load (or take) the model and run the probes on the kept batches (``segdoctor.io.pipeline.Batch``)."""
     from segdoctor.io.model import import_keras
@@ -177,6 +183,11 @@ def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), u
     probe = ModelProbe(name=str(getattr(m, "name", "model")), spec=spec,
                        compiled=getattr(m, "_compile_loss", None) is not None, notes=list(loaded.notes))
     probe.input_rescaling = _rescaling_scale(m)
+    try:
+        opt = getattr(m, "optimizer", None)
+        probe.optimizer_steps = None if opt is None else int(keras_steps(opt))
+    except Exception:
+        probe.optimizer_steps = None
     try:
         probe.input_dtype = str(getattr(m.inputs[0], "dtype", "") or "")
     except Exception:
