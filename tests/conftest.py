@@ -62,3 +62,19 @@ def _session_reports_follow_the_schema(tmp_path_factory):
     yield
     errors = _report_errors(tmp_path_factory.getbasetemp())
     assert not errors, "reports that do not follow segdoctor/report/report.schema.json:\n" + "\n".join(errors[:10])
+
+
+# --- random weights and random augmentations start from one seed in every test ------------------------
+
+
+@pytest.fixture(autouse=True)
+def _seeded_keras():
+    """Where Keras is loaded (by a test's fixtures), every test starts from the same random state, so that a random
+    initialisation or a random flip is the same in every run: a test passes or fails for the code, not the draw. Keras
+    is never imported here (most tests must run without TensorFlow)."""
+    import sys
+
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "utils"):
+        keras.utils.set_random_seed(1234)
+    yield
