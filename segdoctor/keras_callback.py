@@ -45,7 +45,9 @@ class SegDoctorCallback(keras.callbacks.Callback):
         select, ignore: check codes, prefixes or names, as for ``--select`` / ``--ignore``.
             End-of-training rules (SD608) are ignored by default.
 
-    After training, ``callback.findings`` holds the findings of the last epoch. Each ``fit()`` starts
+    After training, ``callback.findings`` holds the findings of the last epoch and ``callback.diagnosis`` their
+    diagnosis (root causes first, as in every report); a new root cause is logged once, with the symptoms it
+    explains. Each ``fit()`` starts
     a new history (and overwrites ``path``); give each run its own path to keep them all.
     """
 
@@ -68,16 +70,19 @@ class SegDoctorCallback(keras.callbacks.Callback):
         self.select = tuple(select)
         self.ignore = tuple(ignore)
         self.findings: list[Finding] = []
+        self.diagnosis = None  # segdoctor.diagnosis.Diagnosis of the last epoch's findings
         self.stopped_by_segdoctor = False
         self._values: dict[str, list[float | None]] = {}
         self._epochs: list[int] = []
         self._warned: set[str] = set()
+        self._roots: set[str] = set()
         self._error_streak: dict[str, int] = {}
 
     # Keras hooks ---------------------------------------------------------------------------
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._values, self._epochs, self._warned, self._error_streak = {}, [], set(), {}
-        self.findings, self.stopped_by_segdoctor = [], False
+        self.findings, self.diagnosis, self.stopped_by_segdoctor = [], None, False
+        self._roots: set[str] = set()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row = {k: _as_float(v) for k, v in (logs or {}).items()}
@@ -135,6 +140,14 @@ class SegDoctorCallback(keras.callbacks.Callback):
             if self.warn and f.code not in self._warned:
                 self._warned.add(f.code)
                 log.warning("%s (%s): %s", f.title, f.code, _first_sentence(f.fix))
+        from segdoctor.diagnosis import diagnose
+
+        self.diagnosis = diagnose(self.findings, command="check-history", inputs={"history": str(self.path)})
+        for cause in self.diagnosis.causes:
+            if self.warn and cause.steps and cause.code not in self._roots:
+                self._roots.add(cause.code)
+                log.warning("root cause so far: %s (%s), which explains %s. Fix first: %s", cause.finding.title,
+                            cause.code, ", ".join(cause.explained_codes), _first_sentence(cause.finding.fix))
         errors = [f for f in self.findings if f.severity >= Severity.ERROR]
         self._error_streak = {f.code: self._error_streak.get(f.code, 0) + 1 for f in errors}
         due = [f for f in errors if f.code in IMMEDIATE_STOP or self._error_streak[f.code] >= self.stop_after]

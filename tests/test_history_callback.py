@@ -94,3 +94,17 @@ def test_callback_waits_for_a_persistent_collapse_before_stopping(tmp_path):
     fitted = tiny_model(bias=-12.0).fit(x, y, epochs=6, verbose=0, callbacks=[callback])
     assert len(fitted.history["loss"]) == 2  # Dice ~0 at epochs 1 and 2: stopped after the second
     assert callback.stopped_by_segdoctor
+
+
+def test_callback_names_the_root_cause_once_with_what_it_explains(tmp_path, caplog):
+    # targets of 255 through BCE: the loss goes negative and Dice exceeds 1 (SD609), which explains the metric symptoms
+    x, y = data()
+    callback = SegDoctorCallback(path=tmp_path / "h.json")
+    with caplog.at_level(logging.WARNING, logger="segdoctor"):
+        tiny_model(bias=3.0, learning_rate=1e-2).fit(x, y * 255, epochs=4, verbose=0, callbacks=[callback])
+    assert callback.diagnosis is not None and callback.diagnosis.causes
+    root = callback.diagnosis.causes[0]
+    assert root.code == "SD609" and root.explained_codes
+    roots = [r.getMessage() for r in caplog.records if r.name == "segdoctor" and "root cause so far" in r.getMessage()]
+    assert len(roots) == 1 and "(SD609)" in roots[0], roots
+    assert all(code in roots[0] for code in root.explained_codes)
