@@ -107,7 +107,8 @@ def _cause_text(ctx: PredictionContext) -> tuple[str, tuple[str, ...]]:
     causes = ctx.causes()
     if not causes:
         return "", ()
-    text = " Likely causes found in this run: " + "; ".join(f"{f.code} {f.title}" for f in causes[:4]) + "."
+    # the diagnosis at the top of the report explains the chain; here, only which findings to look at
+    text = " Findings of this run that can cause it: " + ", ".join(f.code for f in causes[:6]) + " (see the diagnosis)."
     return text, tuple(f.code for f in causes)
 
 
