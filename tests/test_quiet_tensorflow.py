@@ -59,3 +59,29 @@ def test_check_history_on_a_tensorboard_log_keeps_tensorflow_quiet(tmp_path):
     p = _run(["check-history", str(log), "--report", "none", "-q"])
     assert p.returncode == 0, p.stderr
     assert not NATIVE.search(p.stderr), p.stderr
+
+
+def test_check_pipeline_keeps_tensorflow_quiet_when_the_user_file_imports_it_in_a_list(tmp_path):
+    pytest.importorskip("tensorflow")
+    (tmp_path / "loader.py").write_text(
+        "import os, numpy as np, tensorflow as tf\n\n"
+        "def make():\n"
+        "    x = np.random.default_rng(0).random((16, 32, 32, 3)).astype('float32')\n"
+        "    y = (x[..., :1] > 0.5).astype('float32')\n"
+        "    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)\n")
+    p = _run(["check-pipeline", f"{tmp_path / 'loader.py'}:make", "--report", "none", "-q"])
+    assert p.returncode in (0, 1), p.stderr
+    assert not NATIVE.search(p.stderr), p.stderr
+
+
+@pytest.mark.parametrize("source, found", [
+    ("import os, numpy as np, tensorflow as tf", ["tensorflow"]),
+    ("from tensorflow.keras import layers", ["tensorflow"]),
+    ("    import keras.layers as L", ["keras"]),
+    ("import segmentation_models as sm", ["segmentation_models"]),
+    ("# import tensorflow\nx = 'import keras'\nimport mytensorflow", []),
+])
+def test_the_user_file_scan_finds_tensorflow_imports(source, found):
+    from segdoctor.io.pipeline import _TF_IMPORT
+
+    assert _TF_IMPORT.findall(source) == found

@@ -167,7 +167,12 @@ def _describe_exit(exc: SystemExit) -> str:
     return f"called sys.exit({exc.code!r})"
 
 
-_TF_IMPORT = re.compile(r"^\s*(?:import|from)\s+(tensorflow|keras)\b", re.MULTILINE)
+#: an import of TensorFlow or Keras, or of a package built on them, anywhere in an import list
+#: ("import os, tensorflow as tf", "from keras import layers", "import segmentation_models as sm")
+_TF_IMPORT = re.compile(
+    r"^[ \t]*(?:import[ \t]+(?:[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*,[ \t]*)*|from[ \t]+)"
+    r"(tensorflow|keras|tf_keras|tensorflow_datasets|tensorflow_addons|segmentation_models|keras_cv|keras_hub)\b",
+    re.MULTILINE)
 
 
 def _preload_quietly(path: Path | None) -> None:
@@ -184,7 +189,7 @@ def _preload_quietly(path: Path | None) -> None:
     from segdoctor.io.model import _import_with_silent_stderr, import_keras
 
     try:
-        if "keras" in found:
+        if found & {"keras", "tf_keras", "segmentation_models", "keras_cv", "keras_hub"}:
             import_keras()
         else:
             _import_with_silent_stderr("tensorflow")
