@@ -218,11 +218,12 @@ def _lines(figure: Figure) -> bytes:
     return _save(fig)
 
 
-def _overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Blend a label map over a grayscale copy of the image; background (0) stays clear."""
+def _overlay(image: np.ndarray, label: np.ndarray, *, stretch: bool = True) -> np.ndarray:
+    """Blend a label map over a grayscale copy of the image; background (0) stays clear. ``stretch=False`` for an
+    image that is already a uint8 RGB display copy."""
     from segdoctor.report.thumbnails import colourise, to_display_rgb
 
-    base = to_display_rgb(image).astype(np.float32)
+    base = (to_display_rgb(image) if stretch else np.asarray(image)).astype(np.float32)
     gray = base.mean(axis=2, keepdims=True).repeat(3, axis=2)
     colour = colourise(label).astype(np.float32)
     fg = (label != 0)[..., None] if label.ndim == 2 else np.any(label != 0, axis=-1)[..., None]
@@ -230,22 +231,23 @@ def _overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-@renderer("pairs")
-def _pairs(figure: Figure) -> bytes:
-    from segdoctor.report.thumbnails import load_thumbnail_pair, mask_display
+def pair_grid(rows: list[tuple[np.ndarray | None, np.ndarray | None, str]], title: str, *, caption_chars: int = 70,
+              compact: bool = False, stretch: bool = True) -> bytes:
+    """One row per (image, mask, caption): image | mask (contrast-stretched) | overlay; "not available" where missing.
+    ``compact`` fixes the margins (many rows of small display copies); ``stretch`` as in ``_overlay``."""
+    from segdoctor.report.thumbnails import mask_display
 
     plt = _plt()
-    items = list(figure.data["items"])
-    n = len(items)
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
-    for row, item in enumerate(items):
-        image, mask = load_thumbnail_pair(item.get("image"), item.get("mask"))
-        panels = [
-            ("image", image if image is not None else None),
-            ("mask (contrast-stretched)", mask_display(mask) if mask is not None else None),
-            ("overlay", _overlay(image, mask) if image is not None and mask is not None and image.shape[:2] == mask.shape[:2] else None),
-        ]
-        for col, (title, arr) in enumerate(panels):
+    n = len(rows)
+    height = 2.4 * n + 0.8 if compact else 2.5 * n
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, height), squeeze=False)
+    if compact:
+        fig.subplots_adjust(top=1 - 0.8 / height, bottom=0.2 / height, hspace=0.3, wspace=0.05)
+    for row, (image, mask, caption) in enumerate(rows):
+        same = image is not None and mask is not None and image.shape[:2] == mask.shape[:2]
+        panels = [("image", image), ("mask (contrast-stretched)", mask_display(mask) if mask is not None else None),
+                  ("overlay", _overlay(image, mask, stretch=stretch) if same else None)]
+        for col, (name, arr) in enumerate(panels):
             ax = axes[row][col]
             ax.axis("off")
             if arr is None:
@@ -253,11 +255,22 @@ def _pairs(figure: Figure) -> bytes:
             else:
                 ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, interpolation="nearest")
             if row == 0:
-                ax.set_title(title)
-        axes[row][0].text(0, -0.04, str(item.get("caption", ""))[:70], transform=axes[row][0].transAxes,
-                          va="top", fontsize=7)
-    fig.suptitle(figure.title)
+                ax.set_title(name)
+        axes[row][0].text(0, -0.04, str(caption)[:caption_chars], transform=axes[row][0].transAxes, va="top", fontsize=7)
+    if compact:
+        fig.suptitle(title, y=1 - 0.12 / height)
+    else:
+        fig.suptitle(title)
     return _save(fig)
+
+
+@renderer("pairs")
+def _pairs(figure: Figure) -> bytes:
+    from segdoctor.report.thumbnails import load_thumbnail_pair
+
+    rows = [(*load_thumbnail_pair(item.get("image"), item.get("mask")), item.get("caption", ""))
+            for item in figure.data["items"]]
+    return pair_grid(rows, figure.title)
 
 
 @renderer("arrays")
