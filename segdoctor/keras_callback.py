@@ -81,8 +81,7 @@ class SegDoctorCallback(keras.callbacks.Callback):
     # Keras hooks ---------------------------------------------------------------------------
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._values, self._epochs, self._warned, self._error_streak = {}, [], set(), {}
-        self.findings, self.diagnosis, self.stopped_by_segdoctor = [], None, False
-        self._roots: set[str] = set()
+        self.findings, self.diagnosis, self.stopped_by_segdoctor, self._roots = [], None, False, set()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row = {k: _as_float(v) for k, v in (logs or {}).items()}

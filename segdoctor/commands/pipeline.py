@@ -272,6 +272,15 @@ def _sample_of(path_text: str) -> str:
     return head if sep and tail in ("image", "mask") else text
 
 
+def _soft_samples(src: Any, *kinds: str) -> list[dict]:
+    """The pipeline notes of the samples whose targets hold fractional values of these kinds (see calibrate_sparse)."""
+    return [p for r in src.records if (p := r.get("pipeline") or {}).get("soft") in kinds]
+
+
+def _fractional_share(samples: list[dict]) -> float:
+    return float(np.mean([p.get("fractional_share", 0.0) for p in samples]))
+
+
 def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding:
     """A file check's finding on the batches, re-titled to say that it comes from the pipeline, with the samples it
     names, thumbnails instead of file figures, the loader-side fix, and (with --data) whether the files share it."""
@@ -313,11 +322,11 @@ def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding
     body = f.title[:1].lower() + f.title[1:]
     if f.code == "SD106":
         # the record's label holds the classes; what the loss receives holds the fractional values: say where they lie
-        soft = [r["pipeline"] for r in src.records if (r.get("pipeline") or {}).get("soft")]
+        soft = _soft_samples(src, "interpolated", "continuous")
         between = [p for p in soft if p["soft"] == "interpolated"]
         if soft:
             evidence["samples_with_fractional_values"] = len(soft)
-            evidence["fractional_pixel_share"] = round(float(np.mean([p.get("fractional_share", 0.0) for p in soft])), 4)
+            evidence["fractional_pixel_share"] = round(_fractional_share(soft), 4)
             for key in ("boundary_pixels_between_neighbours", "clean_masks_at_most", "intermediate_values"):
                 if evidence.get(key) == 0 or key == "clean_masks_at_most":
                     evidence.pop(key, None)
@@ -327,9 +336,9 @@ def from_pipeline(f: Finding, src: Any, files_codes: set[str] | None) -> Finding
                     f"({evidence['fractional_pixel_share']:.1%} of their pixels): the masks are resized or warped with "
                     "interpolation")
     if f.code == "SD105":
-        noisy = [r["pipeline"] for r in src.records if (r.get("pipeline") or {}).get("soft") == "compressed"]
+        noisy = _soft_samples(src, "compressed")
         if noisy:
-            share = float(np.mean([p.get("fractional_share", 0.0) for p in noisy]))
+            share = _fractional_share(noisy)
             evidence.update({"samples_with_fractional_values": len(noisy), "fractional_pixel_share": round(share, 4)})
             for key in ("masks_lossy_format", "masks_with_stray_values", "stray_pixel_share_in_those_masks",
                         "stray_near_class_share", "stray_values"):

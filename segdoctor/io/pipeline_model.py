@@ -168,11 +168,6 @@ def _dice(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def keras_steps(optimizer: Any) -> int:
-    """The optimizer's step count (restored from a saved file with its state)."""
-    return int(np.asarray(optimizer.iterations))
-
-
 def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), unsafe: bool = False) -> ModelProbe:
     """Load (or take) the model and run the probes on the kept batches (``segdoctor.io.pipeline.Batch``)."""
     from segdoctor.io.model import import_keras
@@ -185,7 +180,8 @@ def probe_model(model: Any, batches: list[Any], *, custom_objects: tuple = (), u
     probe.input_rescaling = _rescaling_scale(m)
     try:
         opt = getattr(m, "optimizer", None)
-        probe.optimizer_steps = None if opt is None else int(keras_steps(opt))
+        # the step count is restored with the optimizer state of a saved file
+        probe.optimizer_steps = None if opt is None else int(np.asarray(opt.iterations))
     except Exception:
         probe.optimizer_steps = None
     try:

@@ -415,11 +415,11 @@ def _own_mask_scores_sparse(e_all: np.ndarray, b_all: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _same_masks(boundaries: np.ndarray) -> np.ndarray:
-    """(N, N) bool: the boundary maps of i and j are identical (the diagonal included)."""
+def content_groups(*maps: np.ndarray) -> np.ndarray:
+    """(N,) int: one id per distinct content of row i across ``maps`` (equal ids: identical in every map)."""
     groups: dict[bytes, int] = {}
-    ids = np.array([groups.setdefault(np.ascontiguousarray(b).tobytes(), len(groups)) for b in boundaries], dtype=np.int64)
-    return ids[:, None] == ids[None, :]
+    return np.array([groups.setdefault(b"".join(np.ascontiguousarray(m[i]).tobytes() for m in maps), len(groups))
+                     for i in range(len(maps[0]))], dtype=np.int64)
 
 
 def study_alignment(edges: np.ndarray, boundaries: np.ndarray, square: np.ndarray, *, seed: int = 0) -> dict:
@@ -436,7 +436,8 @@ def study_alignment(edges: np.ndarray, boundaries: np.ndarray, square: np.ndarra
     own = np.diag(scores).copy()
     # a pair whose two masks are identical is no mismatch (a repeated sample, augmented copies of one image):
     # it stays out of the null and is never "another mask that fits better"
-    off = ~_same_masks(boundaries)
+    groups = content_groups(boundaries)
+    off = groups[:, None] != groups[None, :]
     cross = scores[off]
     cross = cross[np.isfinite(cross)]
     if cross.size > MAX_NULL_CROSS:

@@ -191,8 +191,8 @@ def calibrate_sparse(a: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     if share <= INTERPOLATED_MAX_SHARE:
         # fractional values in a band between the classes (a bilinear resize or warp): the classes are the integral
         # values, the in-between values are the defect (SD106), recorded as such; fractional values that sit next to
-        # the classes are compression noise instead (a JPEG mask divided by 255 without a threshold, SD105). The file scan quantises soft masks
-        # to 8 bits, which would turn {0, 1} into {0, 255} and misreport the encoding (SD101)
+        # the classes are compression noise instead (a JPEG mask divided by 255 without a threshold, SD105). The file
+        # scan quantises soft masks to 8 bits, which would turn {0, 1} into {0, 255} and misreport the encoding (SD101)
         classes = np.unique(rounded[~fractional])
         info["soft"] = "compressed" if _near_classes(a[fractional], classes) else "interpolated"
         return _to_small_int(snap_to_values(a, classes)) if 0 < classes.size <= 256 else a

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from segdoctor.stats.alignment import MAP_SIDE, MAX_SHIFT, TRANSFORMS, shift_scores, study_alignment
+from segdoctor.stats.alignment import MAP_SIDE, MAX_SHIFT, TRANSFORMS, content_groups, shift_scores, study_alignment
 
 #: as SD251 (checks/alignment.py): the batches "show signal" at this median z; a pair below Z_NULL looks mismatched
 Z_SIGNAL = 6.0
@@ -77,11 +77,6 @@ def _best_shift(edges: np.ndarray, bounds: np.ndarray, med: float, scale: float)
     return best, np.stack([dy, dx], axis=1)
 
 
-def distinct_pairs(edges: np.ndarray, bounds: np.ndarray) -> int:
-    """How many samples differ in image edges or mask boundaries (exact repeats count once)."""
-    return len({np.ascontiguousarray(e).tobytes() + np.ascontiguousarray(b).tobytes() for e, b in zip(edges, bounds)})
-
-
 @dataclass
 class PairStudy:
     """The outcome per studied sample (positions refer to ``indices``) and for the batches as a whole."""
@@ -114,7 +109,8 @@ def study_pipeline_pairs(edges: np.ndarray, bounds: np.ndarray, square: np.ndarr
                          *, seed: int = 0) -> PairStudy | None:
     """Explain, per sample, why its mask does not fit its image (see the module docstring); None below 3 samples."""
     n = len(edges)
-    distinct = distinct_pairs(edges, bounds) if n >= MIN_SAMPLES else n
+    # samples that differ in image edges or mask boundaries (exact repeats count once)
+    distinct = int(np.unique(content_groups(edges, bounds)).size) if n >= MIN_SAMPLES else n
     if distinct < MIN_SAMPLES:
         return None  # a repeated sample (overfitting one batch) has no other pairs to compare with
     res = study_alignment(edges, bounds, square, seed=seed)
