@@ -19,6 +19,10 @@ checks record by record against the Pillow path on every mode and bit depth the 
   contiguous planes, uncompressed/LZW/deflate/PackBits, no EXIF orientation (Pillow turns such a
   page upright while decoding).
 
+PNG pixels come from ``segdoctor.io.pngfast`` (libdeflate and a compiled unfilter, about twice as fast
+as libpng) where segdoctor's C helpers are built, else from libpng. A PNG whose headers hold nothing
+Pillow would report or refuse (``plain_png``: most PNGs) skips Pillow's header parse as well.
+
 Palette PNGs (read as indices), 1/2/4-bit, 16-bit colour (Pillow reduces it to 8 bits), CMYK,
 multi-page TIFFs, GIF, BMP, WebP and everything else keep Pillow's (or tifffile's) decoding. Any
 surprise from a codec (an error, an unexpected shape or dtype) sends the file to Pillow too, so an
@@ -34,6 +38,8 @@ import threading
 from typing import Any
 
 import numpy as np
+
+from segdoctor.io import pngfast
 
 #: files up to this size are read into memory for the fast decoders (a larger one streams through Pillow)
 MAX_FAST_BYTES = 64 << 20
@@ -82,6 +88,7 @@ def preload() -> None:
     try:
         codecs = _codecs()
         codecs.png_decode, codecs.jpeg8_decode, codecs.tiff_decode  # noqa: B018  (imagecodecs loads lazily)
+        codecs.deflate_decode, codecs.deflate_crc32  # noqa: B018  (segdoctor.io.pngfast)
     except Exception:  # not installed or broken: every file goes through Pillow
         pass
 
@@ -157,6 +164,45 @@ def _png_image_data_is_plain(data: bytes) -> bool:
     return False
 
 
+#: chunks Pillow parses before the image data without reporting anything segdoctor reads, each with the
+#: shortest length it accepts (it raises "Truncated ... chunk" below that)
+_PILLOW_QUIET_CHUNKS = {b"PLTE": 0, b"gAMA": 4, b"sRGB": 1, b"pHYs": 9, b"cHRM": 32}
+
+
+def plain_png(data: bytes, max_pixels: int) -> tuple[np.ndarray, str] | None:
+    """(pixels, Pillow's mode) of a PNG whose headers hold nothing Pillow would report or refuse, decoded
+    without opening it with Pillow at all; None for every other file (it then takes the usual path).
+
+    Pillow's header parse reads every chunk before the image data, verifies its CRC and fills ``info``.
+    A file qualifies when each of those chunks is one Pillow ignores (bKGD, tIME, sBIT ...) or one
+    of ``_PILLOW_QUIET_CHUNKS`` long enough for Pillow, every CRC there is right, nothing after the data
+    is a chunk Pillow parses, the mode is one ``_png`` decodes, and the size is within ``max_pixels``:
+    then Pillow would open it with that mode, no transparency, EXIF, XMP or frames, and ``_png`` would
+    return exactly these pixels (``tests/test_pngfast.py`` compares the two paths)."""
+    if not pngfast.available():
+        return None
+    try:
+        lay = pngfast.layout(data)
+        if lay is None or lay.width * lay.height > max_pixels:
+            return None
+        from PIL import PngImagePlugin
+
+        mode = PngImagePlugin._MODES.get((lay.depth, lay.colour), (None,))[0]
+        if mode is None or _PNG_MODES.get((lay.depth, lay.colour), (None,))[0] != mode:
+            return None
+        parsed = _pillow_png_chunks()
+        for cid, offset, length in lay.before:
+            shortest = _PILLOW_QUIET_CHUNKS.get(cid)
+            if (cid in parsed and (shortest is None or length < shortest)) or not pngfast.crc_ok(data, offset, length):
+                return None
+        if any(cid in parsed for cid in lay.after):
+            return None
+        a = pngfast.decode(data, lay)
+    except Exception:
+        return None
+    return None if a is None else (a, mode)
+
+
 def _png(im: Any, data: bytes) -> tuple[np.ndarray, int] | None:
     if data[12:16] != b"IHDR":
         return None
@@ -168,7 +214,9 @@ def _png(im: Any, data: bytes) -> tuple[np.ndarray, int] | None:
         return None
     if not _png_image_data_is_plain(data):
         return None
-    a = _decode("png_decode", data)
+    a = pngfast.decode(data)  # libdeflate and the compiled unfilter, where installed
+    if a is None:
+        a = _decode("png_decode", data)
     if not _expected(a, height, width, channels, np.uint16 if bit_depth == 16 else np.uint8):
         return None
     return a, 1  # no EXIF or XMP anywhere in the file: Pillow reports orientation 1

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segdoctor.io.codecs import FAST_SUFFIXES, MAX_FAST_BYTES, fast_pixels
+from segdoctor.io.codecs import FAST_SUFFIXES, MAX_FAST_BYTES, fast_pixels, plain_png
 from segdoctor.io.remote import is_url
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".npy", ".webp"})
@@ -299,6 +299,10 @@ def _read_image(source, suffix: str) -> Decoded:
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     data = _file_bytes(source, suffix)
+    if data is not None:
+        plain = plain_png(data, MAX_PIXELS)  # most PNGs: Pillow would add nothing to what the decoder returns
+        if plain is not None:
+            return _fast_decoded(plain[0], "PNG", plain[1], 1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
