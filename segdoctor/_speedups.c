@@ -7,6 +7,12 @@
  * decode this way) stays in Python, where it is easy to read; a file this cannot handle falls back to
  * libpng or Pillow.
  *
+ * u8_histograms, u8_gray, u8_gray_pool2, u8_minmax, u8_label_stats, u8_components: per-pair statistics on
+ * uint8 arrays (channel histograms of a strided sample, a gray copy and its 2x2 means, the value range, a
+ * mask's value/neighbour counts, its connected components). Their results are integers (or integers
+ * stored as float32), so they equal the numpy code they stand in for exactly; segdoctor.speedups
+ * calls them where they apply and tests/test_speedups.py compares the two on every kind of input.
+ *
  * The module is built when a C compiler is present at install time (optional = true in pyproject.toml);
  * without it segdoctor decodes with libpng, giving the same pixels, more slowly.
  */
@@ -15,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline uint8_t paeth(int a, int b, int c)
+Py_LOCAL_INLINE(uint8_t) paeth(int a, int b, int c)
 {
     int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
     if (pa <= pb && pa <= pc)
@@ -114,13 +120,519 @@ static PyObject *png_unfilter(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- uint8 statistics ------------------------------------------------------------------------------ */
+
+static int get_u8(PyObject *obj, Py_buffer *view, int ndim_min, int ndim_max, int writable)
+{
+    int flags = (writable ? PyBUF_WRITABLE : 0) | PyBUF_STRIDES | PyBUF_FORMAT;
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    if (view->itemsize != 1 || view->ndim < ndim_min || view->ndim > ndim_max) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "expected a uint8 array of the documented shape");
+        return -1;
+    }
+    return 0;
+}
+
+static int get_out(PyObject *obj, Py_buffer *view, Py_ssize_t nbytes, const char *what)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->len != nbytes) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: expected an output buffer of %zd bytes", what, nbytes);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(u8_histograms_doc,
+"u8_histograms(a, out)\n--\n\n"
+"Add the 256-bin histogram of each channel of the uint8 array ``a`` ((H, W) or (H, W, C), any strides)\n"
+"to ``out`` (C-contiguous int64, C * 256 values; C = 1 for a 2-D array).");
+
+static PyObject *u8_histograms(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *out_obj;
+    Py_buffer a, out;
+    if (!PyArg_ParseTuple(args, "OO:u8_histograms", &a_obj, &out_obj))
+        return NULL;
+    if (get_u8(a_obj, &a, 2, 3, 0) < 0)
+        return NULL;
+    Py_ssize_t h = a.shape[0], w = a.shape[1], ch = a.ndim == 3 ? a.shape[2] : 1;
+    Py_ssize_t s0 = a.strides[0], s1 = a.strides[1], s2 = a.ndim == 3 ? a.strides[2] : 0;
+    if (get_out(out_obj, &out, ch * 256 * (Py_ssize_t)sizeof(int64_t), "u8_histograms") < 0) {
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    int64_t *hist = (int64_t *)out.buf;
+    const char *base = (const char *)a.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t c = 0; c < ch; c++) {
+        int64_t *hc = hist + 256 * c;
+        for (Py_ssize_t y = 0; y < h; y++) {
+            const uint8_t *p = (const uint8_t *)(base + y * s0 + c * s2);
+            for (Py_ssize_t x = 0; x < w; x++)
+                hc[p[x * s1]]++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(u8_gray_doc,
+"u8_gray(a, out)\n--\n\n"
+"Write the sum of the first three channels of the uint8 array ``a`` ((H, W, C), C >= 3, any strides), or\n"
+"its first channel when C < 3, into ``out`` (C-contiguous float32, H * W values).");
+
+static PyObject *u8_gray(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *out_obj;
+    Py_buffer a, out;
+    if (!PyArg_ParseTuple(args, "OO:u8_gray", &a_obj, &out_obj))
+        return NULL;
+    if (get_u8(a_obj, &a, 3, 3, 0) < 0)
+        return NULL;
+    Py_ssize_t h = a.shape[0], w = a.shape[1], ch = a.shape[2];
+    Py_ssize_t s0 = a.strides[0], s1 = a.strides[1], s2 = a.strides[2];
+    if (ch < 1 || get_out(out_obj, &out, h * w * (Py_ssize_t)sizeof(float), "u8_gray") < 0) {
+        if (ch < 1)
+            PyErr_SetString(PyExc_ValueError, "u8_gray: no channels");
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    float *g = (float *)out.buf;
+    const char *base = (const char *)a.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t y = 0; y < h; y++) {
+        const uint8_t *row = (const uint8_t *)(base + y * s0);
+        float *gy = g + y * w;
+        if (ch >= 3)
+            for (Py_ssize_t x = 0; x < w; x++) {
+                const uint8_t *p = row + x * s1;
+                gy[x] = (float)((unsigned)p[0] + p[s2] + p[2 * s2]);
+            }
+        else
+            for (Py_ssize_t x = 0; x < w; x++)
+                gy[x] = (float)row[x * s1];
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(u8_gray_pool2_doc,
+"u8_gray_pool2(a, out)\n--\n\n"
+"The 2x2 block means of ``u8_gray(a)`` for an (H, W, C) uint8 array with H and W even, into ``out``\n"
+"(C-contiguous float32, H/2 * W/2 values): the float32 values ((g00 + g10) + g01 + g11) * 0.25 that the\n"
+"numpy slicing expression gives (every term is an integer below 2**24, so each sum is exact).");
+
+static PyObject *u8_gray_pool2(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *out_obj;
+    Py_buffer a, out;
+    if (!PyArg_ParseTuple(args, "OO:u8_gray_pool2", &a_obj, &out_obj))
+        return NULL;
+    if (get_u8(a_obj, &a, 3, 3, 0) < 0)
+        return NULL;
+    Py_ssize_t h = a.shape[0], w = a.shape[1], ch = a.shape[2];
+    Py_ssize_t s0 = a.strides[0], s1 = a.strides[1], s2 = a.strides[2];
+    if (ch < 1 || h % 2 || w % 2 || get_out(out_obj, &out, (h / 2) * (w / 2) * (Py_ssize_t)sizeof(float), "u8_gray_pool2") < 0) {
+        if (ch < 1 || h % 2 || w % 2)
+            PyErr_SetString(PyExc_ValueError, "u8_gray_pool2: expected (H, W, C) with H and W even");
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    float *g = (float *)out.buf;
+    const char *base = (const char *)a.buf;
+    const Py_ssize_t k = ch >= 3 ? 3 : 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t y = 0; y < h / 2; y++) {
+        const uint8_t *r0 = (const uint8_t *)(base + 2 * y * s0), *r1 = (const uint8_t *)(base + (2 * y + 1) * s0);
+        for (Py_ssize_t x = 0; x < w / 2; x++) {
+            const uint8_t *p00 = r0 + 2 * x * s1, *p01 = p00 + s1, *p10 = r1 + 2 * x * s1, *p11 = p10 + s1;
+            unsigned g00 = p00[0], g01 = p01[0], g10 = p10[0], g11 = p11[0];
+            if (k == 3) {
+                g00 += (unsigned)p00[s2] + p00[2 * s2];
+                g01 += (unsigned)p01[s2] + p01[2 * s2];
+                g10 += (unsigned)p10[s2] + p10[2 * s2];
+                g11 += (unsigned)p11[s2] + p11[2 * s2];
+            }
+            float v = (float)g00 + (float)g10;
+            v += (float)g01;
+            v += (float)g11;
+            g[y * (w / 2) + x] = v * 0.25f;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(u8_minmax_doc,
+"u8_minmax(a) -> (min, max)\n--\n\n"
+"The smallest and largest value of a non-empty C-contiguous uint8 array, in one pass.");
+
+static PyObject *u8_minmax(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj;
+    Py_buffer a;
+    if (!PyArg_ParseTuple(args, "O:u8_minmax", &a_obj))
+        return NULL;
+    if (PyObject_GetBuffer(a_obj, &a, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (a.itemsize != 1 || a.len < 1) {
+        PyBuffer_Release(&a);
+        PyErr_SetString(PyExc_ValueError, "u8_minmax: expected a non-empty C-contiguous uint8 array");
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)a.buf;
+    const Py_ssize_t n = a.len;
+    uint8_t lo = 255, hi = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* 64 independent lanes: the compiler turns these loops into vector min/max */
+    uint8_t l[64], u[64];
+    Py_ssize_t i = 0, j;
+    for (j = 0; j < 64; j++) {
+        l[j] = 255;
+        u[j] = 0;
+    }
+    for (; i + 64 <= n; i += 64)
+        for (j = 0; j < 64; j++) {
+            uint8_t v = p[i + j];
+            l[j] = v < l[j] ? v : l[j];
+            u[j] = v > u[j] ? v : u[j];
+        }
+    for (j = 0; j < 64; j++) {
+        lo = l[j] < lo ? l[j] : lo;
+        hi = u[j] > hi ? u[j] : hi;
+    }
+    for (; i < n; i++) {
+        lo = p[i] < lo ? p[i] : lo;
+        hi = p[i] > hi ? p[i] : hi;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&a);
+    return Py_BuildValue("(ii)", (int)lo, (int)hi);
+}
+
+Py_LOCAL_INLINE(uint64_t) load8(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+PyDoc_STRVAR(u8_label_stats_doc,
+"u8_label_stats(label, counts, interior, between) -> monotone\n--\n\n"
+"For a C-contiguous 2-D uint8 label map of at least 3x3: add to ``counts`` the pixels of each value, to\n"
+"``interior`` the inner pixels (not on the outer ring) whose four neighbours hold the same value, and to\n"
+"``between`` the inner pixels strictly between their four neighbours' minimum and maximum (each a\n"
+"C-contiguous int64 buffer of 256 values). Returns the number of inner pixels strictly between two\n"
+"opposite neighbours (left/right or up/down).");
+
+static PyObject *u8_label_stats(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *c_obj, *i_obj, *b_obj;
+    Py_buffer a, cb, ib, bb;
+    if (!PyArg_ParseTuple(args, "OOOO:u8_label_stats", &a_obj, &c_obj, &i_obj, &b_obj))
+        return NULL;
+    if (PyObject_GetBuffer(a_obj, &a, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (a.itemsize != 1 || a.ndim != 2 || a.shape[0] < 3 || a.shape[1] < 3) {
+        PyBuffer_Release(&a);
+        PyErr_SetString(PyExc_ValueError, "u8_label_stats: expected a C-contiguous 2-D uint8 map of at least 3x3");
+        return NULL;
+    }
+    const Py_ssize_t n = 256 * (Py_ssize_t)sizeof(int64_t);
+    if (get_out(c_obj, &cb, n, "u8_label_stats") < 0) {
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    if (get_out(i_obj, &ib, n, "u8_label_stats") < 0) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&cb);
+        return NULL;
+    }
+    if (get_out(b_obj, &bb, n, "u8_label_stats") < 0) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&cb);
+        PyBuffer_Release(&ib);
+        return NULL;
+    }
+    const Py_ssize_t h = a.shape[0], w = a.shape[1];
+    const uint8_t *m = (const uint8_t *)a.buf;
+    int64_t *counts = (int64_t *)cb.buf, *interior = (int64_t *)ib.buf, *between = (int64_t *)bb.buf;
+    long long monotone = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t x, y;
+    /* the outer ring: counted, never inner */
+    for (x = 0; x < w; x++) {
+        counts[m[x]]++;
+        counts[m[(h - 1) * w + x]]++;
+    }
+    for (y = 1; y < h - 1; y++) {
+        counts[m[y * w]]++;
+        counts[m[y * w + w - 1]]++;
+    }
+    for (y = 1; y < h - 1; y++) {
+        const uint8_t *u = m + (y - 1) * w, *c = m + y * w, *d = m + (y + 1) * w;
+        /* a uniform row equal to the rows above and below: all its inner pixels are interior */
+        if (memcmp(c, c + 1, (size_t)(w - 1)) == 0 && memcmp(c, u, (size_t)w) == 0 && memcmp(c, d, (size_t)w) == 0) {
+            counts[c[0]] += w - 2;
+            interior[c[0]] += w - 2;
+            continue;
+        }
+        x = 1;
+        while (x < w - 1) {
+            /* eight pixels at once: each equal to its left and right neighbours and to the pixels above and
+               below means one value with every neighbour the same (needs bytes x-1 .. x+8 of the row) */
+            if (x + 9 <= w) {
+                uint64_t cw = load8(c + x);
+                if (cw == load8(c + x - 1) && cw == load8(c + x + 1) && cw == load8(u + x) && cw == load8(d + x)) {
+                    counts[c[x]] += 8;
+                    interior[c[x]] += 8;
+                    x += 8;
+                    continue;
+                }
+            }
+            const int v = c[x], up = u[x], dn = d[x], lf = c[x - 1], rt = c[x + 1];
+            counts[v]++;
+            if (v == up && v == dn && v == lf && v == rt) {
+                interior[v]++;
+            } else {
+                int lo = up < dn ? up : dn, hi = up < dn ? dn : up;
+                if (lf < lo) lo = lf;
+                if (rt < lo) lo = rt;
+                if (lf > hi) hi = lf;
+                if (rt > hi) hi = rt;
+                if (v > lo && v < hi)
+                    between[v]++;
+                if ((lf < v && v < rt) || (lf > v && v > rt) || (up < v && v < dn) || (up > v && v > dn))
+                    monotone++;
+            }
+            x++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&bb);
+    return PyLong_FromLongLong(monotone);
+}
+
+/* union-find over provisional labels; the root of a set is its smallest label */
+Py_LOCAL_INLINE(int32_t) find_root(int32_t *parent, int32_t x)
+{
+    int32_t r = x;
+    while (parent[r] != r)
+        r = parent[r];
+    while (parent[x] != r) { /* path compression */
+        int32_t next = parent[x];
+        parent[x] = r;
+        x = next;
+    }
+    return r;
+}
+
+Py_LOCAL_INLINE(void) join(int32_t *parent, int32_t a, int32_t b)
+{
+    if (a == b)
+        return;
+    a = find_root(parent, a);
+    b = find_root(parent, b);
+    if (a < b)
+        parent[b] = a;
+    else if (b < a)
+        parent[a] = b;
+}
+
+PyDoc_STRVAR(u8_components_doc,
+"u8_components(label, wanted) -> (values, sizes)\n--\n\n"
+"Connected components (8-connectivity) of equal value in a C-contiguous 2-D uint8 map, for the values\n"
+"whose byte in ``wanted`` (256 bytes) is non-zero. Returns two bytes objects: each component's value\n"
+"(uint8) and its pixel count (int64), ordered by the raster position of each component's first pixel,\n"
+"which is the numbering of scipy.ndimage.label and skimage.measure.label.");
+
+/* provisional labels: parent links, the value of each label's first pixel, and its pixel count */
+typedef struct {
+    int32_t *parent;
+    int64_t *count;
+    uint8_t *value;
+    int32_t cap;
+} Labels;
+
+static int labels_grow(Labels *t)
+{
+    int32_t cap = t->cap ? 2 * t->cap : 1024;
+    int32_t *p = PyMem_Realloc(t->parent, (size_t)cap * sizeof(int32_t));
+    if (p == NULL)
+        return -1;
+    t->parent = p;
+    int64_t *c = PyMem_Realloc(t->count, (size_t)cap * sizeof(int64_t));
+    if (c == NULL)
+        return -1;
+    t->count = c;
+    uint8_t *v = PyMem_Realloc(t->value, (size_t)cap);
+    if (v == NULL)
+        return -1;
+    t->value = v;
+    t->cap = cap;
+    return 0;
+}
+
+static PyObject *u8_components(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *w_obj, *values = NULL, *sizes = NULL, *result = NULL;
+    Py_buffer a, wb;
+    if (!PyArg_ParseTuple(args, "OO:u8_components", &a_obj, &w_obj))
+        return NULL;
+    if (PyObject_GetBuffer(a_obj, &a, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (a.itemsize != 1 || a.ndim != 2) {
+        PyBuffer_Release(&a);
+        PyErr_SetString(PyExc_ValueError, "u8_components: expected a C-contiguous 2-D uint8 map");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(w_obj, &wb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    if (wb.len != 256) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&wb);
+        PyErr_SetString(PyExc_ValueError, "u8_components: wanted must hold 256 bytes");
+        return NULL;
+    }
+    const Py_ssize_t h = a.shape[0], w = a.shape[1];
+    if (h * w > INT32_MAX - 2) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&wb);
+        PyErr_SetString(PyExc_ValueError, "u8_components: map too large");
+        return NULL;
+    }
+    /* labels of the previous and the current row only: sizes are counted per provisional label as it grows */
+    int32_t *rows = PyMem_Malloc((size_t)(2 * (w > 0 ? w : 1)) * sizeof(int32_t));
+    Labels t = {NULL, NULL, NULL, 0};
+    int failed = rows == NULL || labels_grow(&t) < 0;
+    const uint8_t *m = (const uint8_t *)a.buf, *wanted = (const uint8_t *)wb.buf;
+    int32_t next = 1, k = 0;
+    if (!failed) {
+        int32_t *prev = rows, *cur = rows + w;
+        for (Py_ssize_t y = 0; y < h && !failed; y++) {
+            const uint8_t *row = m + y * w, *up = row - w;
+            if (w > 0 && !wanted[row[0]] && memcmp(row, row + 1, (size_t)(w - 1)) == 0) {
+                memset(cur, 0, (size_t)w * sizeof(int32_t));  /* a row of one value nobody asked for */
+                int32_t *swap = prev;
+                prev = cur;
+                cur = swap;
+                continue;
+            }
+            for (Py_ssize_t x = 0; x < w; x++) {
+                const uint8_t v = row[x];
+                int32_t l = 0;
+                if (!wanted[v]) {
+                    cur[x] = 0;
+                    continue;
+                }
+                /* neighbours already visited: west, north-west, north, north-east. North touches the other three,
+                   so when it matches they are already in its set; west and north-west touch each other. */
+                const int wm = x > 0 && row[x - 1] == v;
+                if (y > 0 && up[x] == v) {
+                    l = prev[x];
+                } else if (y > 0 && x + 1 < w && up[x + 1] == v) {
+                    l = prev[x + 1];
+                    if (wm)
+                        join(t.parent, l, cur[x - 1]);
+                    else if (x > 0 && up[x - 1] == v)
+                        join(t.parent, l, prev[x - 1]);
+                } else if (wm) {
+                    l = cur[x - 1];
+                } else if (y > 0 && x > 0 && up[x - 1] == v) {
+                    l = prev[x - 1];
+                }
+                if (!l) {
+                    if (next >= t.cap && labels_grow(&t) < 0) {
+                        failed = 1;
+                        break;
+                    }
+                    l = next++;
+                    t.parent[l] = l;
+                    t.value[l] = v;
+                    t.count[l] = 0;
+                }
+                t.count[l]++;
+                cur[x] = l;
+            }
+            int32_t *swap = prev;
+            prev = cur;
+            cur = swap;
+        }
+    }
+    if (failed) {
+        PyMem_Free(rows);
+        PyMem_Free(t.parent);
+        PyMem_Free(t.count);
+        PyMem_Free(t.value);
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&wb);
+        return PyErr_NoMemory();
+    }
+    /* every set's root is its smallest label, made at the set's first pixel in raster order: numbering the
+       roots in increasing order numbers the components in the raster order of their first pixels */
+    for (int32_t l = 1; l < next; l++) {
+        int32_t r = find_root(t.parent, l);
+        t.parent[l] = r;
+        if (r != l)
+            t.count[r] += t.count[l];
+        else
+            k++;
+    }
+    values = PyBytes_FromStringAndSize(NULL, k);
+    sizes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)k * (Py_ssize_t)sizeof(int64_t));
+    if (values != NULL && sizes != NULL) {
+        uint8_t *vout = (uint8_t *)PyBytes_AS_STRING(values);
+        int64_t *sout = (int64_t *)PyBytes_AS_STRING(sizes);
+        int32_t idx = 0;
+        for (int32_t l = 1; l < next; l++)
+            if (t.parent[l] == l) {
+                vout[idx] = t.value[l];
+                sout[idx] = t.count[l];
+                idx++;
+            }
+        result = PyTuple_Pack(2, values, sizes);
+    }
+    Py_XDECREF(values);
+    Py_XDECREF(sizes);
+    PyMem_Free(rows);
+    PyMem_Free(t.parent);
+    PyMem_Free(t.count);
+    PyMem_Free(t.value);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&wb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"png_unfilter", png_unfilter, METH_VARARGS, png_unfilter_doc},
+    {"u8_histograms", u8_histograms, METH_VARARGS, u8_histograms_doc},
+    {"u8_gray", u8_gray, METH_VARARGS, u8_gray_doc},
+    {"u8_gray_pool2", u8_gray_pool2, METH_VARARGS, u8_gray_pool2_doc},
+    {"u8_minmax", u8_minmax, METH_VARARGS, u8_minmax_doc},
+    {"u8_label_stats", u8_label_stats, METH_VARARGS, u8_label_stats_doc},
+    {"u8_components", u8_components, METH_VARARGS, u8_components_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "segdoctor._speedups", "Optional compiled helpers for segdoctor's hot loops.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void)

@@ -290,6 +290,10 @@ def test_permission_denied_is_not_called_corrupt(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
+    import segdoctor.io.readers as readers
+
+    # a file the process may not read: its bytes cannot be read ahead (None), and Pillow's open raises
+    monkeypatch.setattr(readers, "_file_bytes", lambda source, suffix: None)
     monkeypatch.setattr(Image, "open", denied)
     with pytest.raises(UnreadableFile, match="^cannot open: Permission denied$"):
         read_file(path)

@@ -15,8 +15,8 @@ critical chunk, a stream that inflates to exactly the rows the header promises (
 verified by libdeflate), and filter types 0-4. Anything else returns None and the caller decodes
 with libpng or Pillow as before, which also gives their reason for a broken file.
 
-Without the compiled module (no C compiler when segdoctor was installed) ``available()`` is False and
-every file takes the libpng path: the same pixels, more slowly.
+Without the compiled module (no C compiler when segdoctor was installed, or ``SEGDOCTOR_PURE_PYTHON=1``)
+``available()`` is False and every file takes the libpng path: the same pixels, more slowly.
 """
 
 from __future__ import annotations
@@ -26,17 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-try:  # built at install time when a C compiler is present (pyproject.toml: optional extension)
-    from segdoctor._speedups import png_unfilter as _unfilter
-except ImportError:  # pragma: no cover - depends on the installation
-    _unfilter = None
+from segdoctor import speedups
 
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (palette files stay with Pillow)
 
 
 def available() -> bool:
     """True when the compiled unfilter is installed, so that :func:`decode` can return pixels."""
-    return _unfilter is not None
+    return speedups.native is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +103,7 @@ def decode(data: bytes, lay: Layout | None = None) -> np.ndarray | None:
     """The pixels of a PNG file as libpng returns them ((H, W) or (H, W, C); uint8, or native uint16 for
     16-bit samples), or None when this file must be decoded by libpng or Pillow. ``lay``: its
     :func:`layout`, when the caller has it. Never raises."""
-    if _unfilter is None:
+    if speedups.native is None:
         return None
     try:
         return _decode(data, lay or layout(data))
@@ -134,7 +131,7 @@ def _decode(data: bytes, lay: Layout | None) -> np.ndarray | None:
     if len(raw) != size:
         return None  # fewer rows than the header promises
     out = np.empty(lay.height * rowbytes, dtype=np.uint8)
-    _unfilter(raw, out, lay.height, rowbytes, bpp)
+    speedups.native.png_unfilter(raw, out, lay.height, rowbytes, bpp)
     if lay.depth == 16:
         out = out.view(">u2").astype(np.uint16)
     shape = (lay.height, lay.width) if channels == 1 else (lay.height, lay.width, channels)
