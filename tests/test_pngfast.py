@@ -278,3 +278,39 @@ def test_unfilter_checks_its_buffers():
         png_unfilter(b"\x00" * 8, b"\x00" * 6, 2, 3, 1)  # read-only output
     png_unfilter(b"\x01\x01\x01\x01\x02\x01\x01\x01", out, 2, 3, 1)
     assert out.tolist() == [1, 2, 3, 2, 3, 4]
+
+
+def _png_all_rows(rows: np.ndarray, ftype: int) -> bytes:
+    """An 8-bit grey PNG whose every row uses filter ``ftype`` (vectorised encoder: the recon values are known)."""
+    h, w = rows.shape
+    r = rows.astype(np.int64)
+    a = np.zeros_like(r)
+    a[:, 1:] = r[:, :-1]
+    b = np.zeros_like(r)
+    b[1:] = r[:-1]
+    c = np.zeros_like(r)
+    c[1:, 1:] = r[:-1, :-1]
+    if ftype == 4:
+        p = a + b - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+        pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    elif ftype == 3:
+        pred = (a + b) // 2
+    else:
+        pred = {0: 0 * a, 1: a, 2: b}[ftype]
+    body = np.concatenate([np.full((h, 1), ftype), (r - pred) % 256], axis=1).astype(np.uint8).tobytes()
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(body)) + _chunk(b"IEND", b"")
+
+
+@needs_speedups
+@pytest.mark.parametrize("ftype", [0, 1, 2, 3, 4])
+def test_one_filter_on_every_row_over_many_neighbour_values(ftype):
+    # 64 rows of 4096 random bytes: about 250,000 (left, up, up-left) triples through each predictor
+    rows = np.random.default_rng(ftype).integers(0, 256, (64, 4096)).astype(np.uint8)
+    rows[10:20] = rows[9]  # equal neighbours: the predictors' tie rules
+    rows[30:40, ::2] = 255
+    data = _png_all_rows(rows, ftype)
+    got = pngfast.decode(data)
+    assert np.array_equal(got, rows)
+    assert np.array_equal(got, _libpng(data))
