@@ -47,13 +47,30 @@ def add_common_arguments(p: argparse.ArgumentParser, default_report: str = "segd
     g.add_argument("-v", "--verbose", action="store_true", help="log what the checks do")
 
 
+class _Version(argparse.Action):
+    """``--version``: the version, and whether the compiled helpers are in use (imported only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0,
+                         help="show the version and whether the compiled helpers are in use, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from segdoctor import speedups
+
+        state = ("in use" if speedups.available() else
+                 "not in use (not built: no C compiler at install time, or SEGDOCTOR_PURE_PYTHON=1); "
+                 "results are the same, slower")
+        print(f"segdoctor {__version__}\ncompiled helpers: {state}")  # stdout, as argparse's own version action
+        parser.exit()
+
+
 def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser = argparse.ArgumentParser(
         prog="segdoctor",
         description="Diagnose why a Keras segmentation model fails: the dataset, the model, the training log.",
         epilog="Run `segdoctor list-checks` for the catalogue and `segdoctor explain SD101` for one check.",
     )
-    parser.add_argument("--version", action="version", version=f"segdoctor {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
     for name in COMMAND_MODULES:

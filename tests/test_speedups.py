@@ -225,3 +225,12 @@ def test_the_environment_switch_turns_them_off():
     env = dict(os.environ, SEGDOCTOR_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_version_says_whether_they_are_in_use():
+    run = [sys.executable, "-m", "segdoctor", "--version"]
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[1] == "compiled helpers: in use"
+    env = dict(os.environ, SEGDOCTOR_PURE_PYTHON="1")
+    out = subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[1].startswith("compiled helpers: not in use")
