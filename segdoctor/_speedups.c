@@ -491,7 +491,9 @@ typedef struct {
 
 static int labels_grow(Labels *t)
 {
-    int32_t cap = t->cap ? 2 * t->cap : 1024;
+    if (t->cap == INT32_MAX)
+        return -1;
+    int32_t cap = t->cap == 0 ? 1024 : t->cap > INT32_MAX / 2 ? INT32_MAX : 2 * t->cap;
     int32_t *p = PyMem_Realloc(t->parent, (size_t)cap * sizeof(int32_t));
     if (p == NULL)
         return -1;

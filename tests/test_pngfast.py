@@ -314,3 +314,12 @@ def test_one_filter_on_every_row_over_many_neighbour_values(ftype):
     got = pngfast.decode(data)
     assert np.array_equal(got, rows)
     assert np.array_equal(got, _libpng(data))
+
+
+@needs_speedups
+def test_a_header_promising_huge_pixels_allocates_nothing(tmp_path):
+    # 2**20 x 2**20 RGBA pixels from a few bytes of data: left to libpng (and the readers' pixel limit)
+    data = png_file(tmp_path / "small.png", _samples(2, 2, 6, 8), 8, 6).read_bytes()
+    huge = _rewrite(data, lambda ch: [(b"IHDR", struct.pack(">IIBBBBB", 1 << 20, 1 << 20, 8, 6, 0, 0, 0))] + ch[1:])
+    assert pngfast.layout(huge) is not None
+    assert pngfast.decode(huge) is None

@@ -30,6 +30,8 @@ import numpy as np
 from segdoctor import speedups
 
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (palette files stay with Pillow)
+#: inflated image data above this size is left to libpng (the readers refuse such images before, by pixel count)
+MAX_RAW_BYTES = 1 << 31
 
 
 def available() -> bool:
@@ -128,6 +130,8 @@ def _decode(data: bytes, lay: Layout | None) -> np.ndarray | None:
     parts = [view[off: off + length] for off, length in lay.idat]
     stream = parts[0] if len(parts) == 1 else b"".join(parts)
     size = lay.height * (rowbytes + 1)
+    if size > MAX_RAW_BYTES:
+        return None
     raw = deflate_decode(stream, out=size)
     if len(raw) != size:
         return None  # fewer rows than the header promises
