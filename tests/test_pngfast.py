@@ -323,3 +323,12 @@ def test_a_header_promising_huge_pixels_allocates_nothing(tmp_path):
     huge = _rewrite(data, lambda ch: [(b"IHDR", struct.pack(">IIBBBBB", 1 << 20, 1 << 20, 8, 6, 0, 0, 0))] + ch[1:])
     assert pngfast.layout(huge) is not None
     assert pngfast.decode(huge) is None
+
+
+@needs_speedups
+def test_large_images_stream_through_libpng(tmp_path, monkeypatch):
+    path = png_file(tmp_path / "f.png", _samples(20, 30, 2, 8), 8, 2)
+    expected = read_file(path).array
+    monkeypatch.setattr(pngfast, "MAX_RAW_BYTES", 20 * (30 * 3 + 1) - 1)  # one byte short of these rows
+    assert pngfast.decode(path.read_bytes()) is None
+    assert np.array_equal(read_file(path).array, expected)

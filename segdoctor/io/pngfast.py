@@ -30,8 +30,9 @@ import numpy as np
 from segdoctor import speedups
 
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (palette files stay with Pillow)
-#: inflated image data above this size is left to libpng (the readers refuse such images before, by pixel count)
-MAX_RAW_BYTES = 1 << 31
+#: inflated image data above this size is left to libpng: this path holds the inflated rows and the pixels at
+#: once (twice the image), libpng streams the rows into the pixels (a 4096x4096 RGB image is 48 MiB of rows)
+MAX_RAW_BYTES = 64 << 20
 
 
 def available() -> bool:
