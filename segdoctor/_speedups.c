@@ -7,7 +7,7 @@
  * decode this way) stays in Python, where it is easy to read; a file this cannot handle falls back to
  * libpng or Pillow.
  *
- * u8_histograms, u8_gray, u8_gray_pool2, u8_minmax, u8_label_stats, u8_components: per-pair statistics on
+ * u8_histograms, u8_gray, u8_minmax, u8_label_stats, u8_components: per-pair statistics on
  * uint8 arrays (channel histograms of a strided sample, a gray copy and its 2x2 means, the value range, a
  * mask's value/neighbour counts, its connected components). Their results are integers (or integers
  * stored as float32), so they equal the numpy code they stand in for exactly; segdoctor.speedups
@@ -204,89 +204,59 @@ static PyObject *u8_histograms(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* the gray value of one pixel: its first three channels summed, or its first channel when it has fewer */
+Py_LOCAL_INLINE(unsigned) gray_at(const uint8_t *p, Py_ssize_t s2, int three)
+{
+    return three ? (unsigned)p[0] + p[s2] + p[2 * s2] : p[0];
+}
+
 PyDoc_STRVAR(u8_gray_doc,
-"u8_gray(a, out)\n--\n\n"
-"Write the sum of the first three channels of the uint8 array ``a`` ((H, W, C), C >= 3, any strides), or\n"
-"its first channel when C < 3, into ``out`` (C-contiguous float32, H * W values).");
+"u8_gray(a, out, pool2=False)\n--\n\n"
+"Write the sum of the first three channels of the uint8 array ``a`` ((H, W, C), any strides), or its first\n"
+"channel when C < 3, into ``out`` (C-contiguous float32, H * W values). With ``pool2``, H and W even: the\n"
+"2x2 block means instead (H/2 * W/2 values), the float32 values ((g00 + g10) + g01 + g11) * 0.25 that the\n"
+"numpy slicing expression gives (every term is an integer below 2**24, so each sum is exact).");
 
 static PyObject *u8_gray(PyObject *self, PyObject *args)
 {
     PyObject *a_obj, *out_obj;
     Py_buffer a, out;
-    if (!PyArg_ParseTuple(args, "OO:u8_gray", &a_obj, &out_obj))
+    int pool2 = 0;
+    if (!PyArg_ParseTuple(args, "OO|p:u8_gray", &a_obj, &out_obj, &pool2))
         return NULL;
     if (get_u8(a_obj, &a, 3, 3, 0) < 0)
         return NULL;
-    Py_ssize_t h = a.shape[0], w = a.shape[1], ch = a.shape[2];
-    Py_ssize_t s0 = a.strides[0], s1 = a.strides[1], s2 = a.strides[2];
-    if (ch < 1 || get_out(out_obj, &out, h * w * (Py_ssize_t)sizeof(float), "u8_gray") < 0) {
-        if (ch < 1)
-            PyErr_SetString(PyExc_ValueError, "u8_gray: no channels");
+    const Py_ssize_t h = a.shape[0], w = a.shape[1], ch = a.shape[2];
+    const Py_ssize_t s0 = a.strides[0], s1 = a.strides[1], s2 = a.strides[2];
+    if (ch < 1 || (pool2 && (h % 2 || w % 2))) {
+        PyErr_SetString(PyExc_ValueError, "u8_gray: expected (H, W, C), with H and W even for pool2");
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    const Py_ssize_t oh = pool2 ? h / 2 : h, ow = pool2 ? w / 2 : w;
+    if (get_out(out_obj, &out, oh * ow * (Py_ssize_t)sizeof(float), "u8_gray") < 0) {
         PyBuffer_Release(&a);
         return NULL;
     }
     float *g = (float *)out.buf;
     const char *base = (const char *)a.buf;
+    const int three = ch >= 3;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t y = 0; y < h; y++) {
-        const uint8_t *row = (const uint8_t *)(base + y * s0);
-        float *gy = g + y * w;
-        if (ch >= 3)
-            for (Py_ssize_t x = 0; x < w; x++) {
-                const uint8_t *p = row + x * s1;
-                gy[x] = (float)((unsigned)p[0] + p[s2] + p[2 * s2]);
-            }
-        else
-            for (Py_ssize_t x = 0; x < w; x++)
-                gy[x] = (float)row[x * s1];
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&a);
-    PyBuffer_Release(&out);
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(u8_gray_pool2_doc,
-"u8_gray_pool2(a, out)\n--\n\n"
-"The 2x2 block means of ``u8_gray(a)`` for an (H, W, C) uint8 array with H and W even, into ``out``\n"
-"(C-contiguous float32, H/2 * W/2 values): the float32 values ((g00 + g10) + g01 + g11) * 0.25 that the\n"
-"numpy slicing expression gives (every term is an integer below 2**24, so each sum is exact).");
-
-static PyObject *u8_gray_pool2(PyObject *self, PyObject *args)
-{
-    PyObject *a_obj, *out_obj;
-    Py_buffer a, out;
-    if (!PyArg_ParseTuple(args, "OO:u8_gray_pool2", &a_obj, &out_obj))
-        return NULL;
-    if (get_u8(a_obj, &a, 3, 3, 0) < 0)
-        return NULL;
-    Py_ssize_t h = a.shape[0], w = a.shape[1], ch = a.shape[2];
-    Py_ssize_t s0 = a.strides[0], s1 = a.strides[1], s2 = a.strides[2];
-    if (ch < 1 || h % 2 || w % 2 || get_out(out_obj, &out, (h / 2) * (w / 2) * (Py_ssize_t)sizeof(float), "u8_gray_pool2") < 0) {
-        if (ch < 1 || h % 2 || w % 2)
-            PyErr_SetString(PyExc_ValueError, "u8_gray_pool2: expected (H, W, C) with H and W even");
-        PyBuffer_Release(&a);
-        return NULL;
-    }
-    float *g = (float *)out.buf;
-    const char *base = (const char *)a.buf;
-    const Py_ssize_t k = ch >= 3 ? 3 : 1;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t y = 0; y < h / 2; y++) {
-        const uint8_t *r0 = (const uint8_t *)(base + 2 * y * s0), *r1 = (const uint8_t *)(base + (2 * y + 1) * s0);
-        for (Py_ssize_t x = 0; x < w / 2; x++) {
-            const uint8_t *p00 = r0 + 2 * x * s1, *p01 = p00 + s1, *p10 = r1 + 2 * x * s1, *p11 = p10 + s1;
-            unsigned g00 = p00[0], g01 = p01[0], g10 = p10[0], g11 = p11[0];
-            if (k == 3) {
-                g00 += (unsigned)p00[s2] + p00[2 * s2];
-                g01 += (unsigned)p01[s2] + p01[2 * s2];
-                g10 += (unsigned)p10[s2] + p10[2 * s2];
-                g11 += (unsigned)p11[s2] + p11[2 * s2];
-            }
-            float v = (float)g00 + (float)g10;
-            v += (float)g01;
-            v += (float)g11;
-            g[y * (w / 2) + x] = v * 0.25f;
+    for (Py_ssize_t y = 0; y < oh; y++) {
+        float *gy = g + y * ow;
+        if (!pool2) {
+            const uint8_t *row = (const uint8_t *)(base + y * s0);
+            for (Py_ssize_t x = 0; x < ow; x++)
+                gy[x] = (float)gray_at(row + x * s1, s2, three);
+            continue;
+        }
+        const uint8_t *r0 = (const uint8_t *)(base + 2 * y * s0), *r1 = r0 + s0;
+        for (Py_ssize_t x = 0; x < ow; x++) {
+            const Py_ssize_t o0 = 2 * x * s1, o1 = o0 + s1;
+            float v = (float)gray_at(r0 + o0, s2, three) + (float)gray_at(r1 + o0, s2, three);
+            v += (float)gray_at(r0 + o1, s2, three);
+            v += (float)gray_at(r1 + o1, s2, three);
+            gy[x] = v * 0.25f;
         }
     }
     Py_END_ALLOW_THREADS
@@ -646,7 +616,6 @@ static PyMethodDef methods[] = {
     {"png_unfilter", png_unfilter, METH_VARARGS, png_unfilter_doc},
     {"u8_histograms", u8_histograms, METH_VARARGS, u8_histograms_doc},
     {"u8_gray", u8_gray, METH_VARARGS, u8_gray_doc},
-    {"u8_gray_pool2", u8_gray_pool2, METH_VARARGS, u8_gray_pool2_doc},
     {"u8_minmax", u8_minmax, METH_VARARGS, u8_minmax_doc},
     {"u8_label_stats", u8_label_stats, METH_VARARGS, u8_label_stats_doc},
     {"u8_components", u8_components, METH_VARARGS, u8_components_doc},

@@ -177,7 +177,7 @@ def test_kernels_refuse_wrong_buffers():
     with pytest.raises(ValueError):
         native.u8_gray(np.zeros((4, 4, 3), np.uint8), np.zeros(15, np.float32))
     with pytest.raises(ValueError):
-        native.u8_gray_pool2(np.zeros((5, 4, 3), np.uint8), np.zeros(4, np.float32))  # odd height
+        native.u8_gray(np.zeros((5, 4, 3), np.uint8), np.zeros(4, np.float32), True)  # odd height
     with pytest.raises(ValueError):
         native.u8_minmax(np.zeros(0, np.uint8))
     assert native.u8_minmax(np.array([7, 3, 250, 9] * 40, np.uint8)) == (3, 250)

@@ -90,7 +90,7 @@ def gray_grid(image: np.ndarray, size: int = GRID) -> np.ndarray:
     s = strided_sample(image, 2 * size)
     if s.dtype == np.uint8 and s.ndim == 3 and s.shape[:2] == (2 * size, 2 * size) and speedups.native is not None:
         g = np.empty((size, size), dtype=np.float32)  # gray_float + pool_to in one compiled pass, the same values
-        speedups.native.u8_gray_pool2(s, g)
+        speedups.native.u8_gray(s, g, True)
         return g
     g = pool_to(gray_float(s), size)
     if g.shape != (size, size):  # images smaller than the grid: nearest upsampling keeps the maths uniform
