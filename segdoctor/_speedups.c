@@ -569,13 +569,8 @@ static PyObject *u8_components(PyObject *self, PyObject *args)
         }
     }
     if (failed) {
-        PyMem_Free(rows);
-        PyMem_Free(t.parent);
-        PyMem_Free(t.count);
-        PyMem_Free(t.value);
-        PyBuffer_Release(&a);
-        PyBuffer_Release(&wb);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto done;
     }
     /* every set's root is its smallest label, made at the set's first pixel in raster order: numbering the
        roots in increasing order numbers the components in the raster order of their first pixels */
@@ -603,6 +598,7 @@ static PyObject *u8_components(PyObject *self, PyObject *args)
     }
     Py_XDECREF(values);
     Py_XDECREF(sizes);
+done:
     PyMem_Free(rows);
     PyMem_Free(t.parent);
     PyMem_Free(t.count);
