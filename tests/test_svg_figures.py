@@ -130,3 +130,41 @@ def test_curve_figures_cap_columns_and_points():
     assert f"{FIGURE_SERIES} of 300 columns drawn" in fig.caption
     assert all(len(s["y"]) <= FIGURE_POINTS for s in fig.data["series"])
     assert render_svg(fig) is not None
+
+
+def _grid_rows():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (60, 80, 3)).astype(np.uint8)
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:40, 20:50] = 1
+    return [(image, mask, "first pair"), (image[..., 0], None, "no mask"), (None, mask, "no image"),
+            (image, mask[:30], "sizes differ: no overlay"), (image.astype(np.float32) / 255, mask * 3, HOSTILE)]
+
+
+def test_pair_grids_are_drawn_without_matplotlib(tmp_path):
+    # image | mask | overlay grids are composed with Pillow: a check-data report imports no matplotlib
+    code = ("import sys, numpy as np; from segdoctor.findings import Figure; from segdoctor.report.figures import "
+            "data_uri, pair_grid; import segdoctor.report.pipeline_figures; "
+            "img = np.zeros((40, 50, 3), np.uint8); m = np.zeros((40, 50), np.uint8); m[5:20, 5:20] = 1; "
+            "assert pair_grid([(img, m, 'c')], 't')[:8] == b'\\x89PNG\\r\\n\\x1a\\n'; "
+            "assert data_uri(Figure('samples', 't', {'items': [{'image': img, 'label': m, 'caption': 'c'}]}))"
+            ".startswith('data:image/png;base64,'); "
+            "assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_pair_grid_layout():
+    import io
+
+    from PIL import Image
+
+    from segdoctor.report.figures import PANEL, pair_grid
+
+    rows = _grid_rows()
+    im = Image.open(io.BytesIO(pair_grid(rows, "Suspect pairs")))
+    assert im.width >= 3 * PANEL and im.height >= len(rows) * PANEL
+    a = np.asarray(im.convert("RGB"))
+    # the first row's overlay panel holds the label colour blended over the image; the missing panels are grey
+    assert len(np.unique(a.reshape(-1, 3), axis=0)) > 50
+    small = Image.open(io.BytesIO(pair_grid(rows, "t", compact=True)))
+    assert small.height < im.height

@@ -1,4 +1,6 @@
-"""Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing a PNG.
+"""Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing a chart
+as a PNG or an ``arrays`` figure; image grids (``pairs``, and check-pipeline's ``samples``) are composed with
+Pillow.
 
 Each figure kind has one renderer ``(Figure) -> PNG bytes``; ``lines``, ``bar`` and ``histogram`` also
 have an SVG renderer (``segdoctor.report.svg``, no matplotlib), which the report uses. Kinds:
@@ -41,6 +43,9 @@ def _svg(name: str) -> Renderer:
 
 #: kinds the report embeds as SVG, drawn without importing matplotlib (``render_png`` still draws them as PNG)
 SVG_RENDERERS: dict[str, Renderer] = {"lines": _svg("lines_svg"), "bar": _svg("bar_svg"), "histogram": _svg("histogram_svg")}
+
+#: kinds drawn with Pillow (image grids): no matplotlib style, no matplotlib import
+PILLOW_KINDS = frozenset({"pairs", "samples"})
 
 _STYLE = {
     "figure.dpi": 100,
@@ -88,8 +93,10 @@ def render_png(figure: Figure) -> bytes | None:
     if fn is None:
         log.warning("no renderer for figure kind %r", figure.kind)
         return None
-    plt = _plt()
     try:
+        if figure.kind in PILLOW_KINDS:
+            return fn(figure)
+        plt = _plt()
         with plt.style.context("default"), plt.rc_context(_STYLE):
             return fn(figure)
     except Exception as exc:  # drawing must not lose the report
@@ -231,37 +238,71 @@ def _overlay(image: np.ndarray, label: np.ndarray, *, stretch: bool = True) -> n
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+#: side of the box each image | mask | overlay panel is fitted into, and the gaps of the pair grid (pixels)
+PANEL = 220
+_GAP, _MARGIN = 8, 12
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (FreeType)
+    except (TypeError, OSError):  # Pillow without FreeType: its fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(arr: np.ndarray, box: int) -> "Image.Image":  # noqa: F821
+    from PIL import Image
+
+    a = np.asarray(arr)
+    im = Image.fromarray(a if a.ndim == 3 else a.astype(np.uint8), "RGB" if a.ndim == 3 else "L").convert("RGB")
+    scale = box / max(im.size)
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    # nearest neighbour: label maps keep their exact colours and pixels stay visible when small images grow
+    return im.resize(size, Image.NEAREST)
+
+
 def pair_grid(rows: list[tuple[np.ndarray | None, np.ndarray | None, str]], title: str, *, caption_chars: int = 70,
               compact: bool = False, stretch: bool = True) -> bytes:
     """One row per (image, mask, caption): image | mask (contrast-stretched) | overlay; "not available" where missing.
-    ``compact`` fixes the margins (many rows of small display copies); ``stretch`` as in ``_overlay``."""
-    from segdoctor.report.thumbnails import mask_display
+    Composed with Pillow (no matplotlib: its import alone costs more than the rest of a check-data report).
+    ``compact`` draws smaller panels (many rows of small display copies); ``stretch`` as in ``_overlay`` (the
+    image panel is contrast-stretched the same way)."""
+    from PIL import Image, ImageDraw
 
-    plt = _plt()
-    n = len(rows)
-    height = 2.4 * n + 0.8 if compact else 2.5 * n
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, height), squeeze=False)
-    if compact:
-        fig.subplots_adjust(top=1 - 0.8 / height, bottom=0.2 / height, hspace=0.3, wspace=0.05)
-    for row, (image, mask, caption) in enumerate(rows):
+    from segdoctor.report.thumbnails import mask_display, to_display_rgb
+
+    box = PANEL * 3 // 4 if compact else PANEL
+    title_font, head_font, caption_font = _font(15), _font(12), _font(11)
+    line = caption_font.getbbox("Hg")[3] + 4
+    width = 2 * _MARGIN + 3 * box + 2 * _GAP
+    top = _MARGIN + title_font.getbbox("Hg")[3] + 8
+    heads = top
+    top += head_font.getbbox("Hg")[3] + 6
+    row_height = box + line + _GAP
+    canvas = Image.new("RGB", (width, top + len(rows) * row_height + _MARGIN), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((_MARGIN, _MARGIN), str(title), fill="#222222", font=title_font)
+    for col, name in enumerate(("image", "mask (contrast-stretched)", "overlay")):
+        draw.text((_MARGIN + col * (box + _GAP), heads), name, fill="#444444", font=head_font)
+    for r, (image, mask, caption) in enumerate(rows):
+        y = top + r * row_height
         same = image is not None and mask is not None and image.shape[:2] == mask.shape[:2]
-        panels = [("image", image), ("mask (contrast-stretched)", mask_display(mask) if mask is not None else None),
-                  ("overlay", _overlay(image, mask, stretch=stretch) if same else None)]
-        for col, (name, arr) in enumerate(panels):
-            ax = axes[row][col]
-            ax.axis("off")
-            if arr is None:
-                ax.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=8)
-            else:
-                ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, interpolation="nearest")
-            if row == 0:
-                ax.set_title(name)
-        axes[row][0].text(0, -0.04, str(caption)[:caption_chars], transform=axes[row][0].transAxes, va="top", fontsize=7)
-    if compact:
-        fig.suptitle(title, y=1 - 0.12 / height)
-    else:
-        fig.suptitle(title)
-    return _save(fig)
+        shown = None if image is None else (to_display_rgb(image) if stretch else np.asarray(image))
+        panels = (shown, mask_display(mask) if mask is not None else None,
+                  _overlay(image, mask, stretch=stretch) if same else None)
+        for col, arr in enumerate(panels):
+            x = _MARGIN + col * (box + _GAP)
+            if arr is None or np.asarray(arr).size == 0:
+                draw.rectangle((x, y, x + box - 1, y + box - 1), fill="#f2f2f2")
+                draw.text((x + box // 2, y + box // 2), "not available", fill="#666666", font=caption_font, anchor="mm")
+                continue
+            canvas.paste(_fit(arr, box), (x, y))
+        draw.text((_MARGIN, y + box + 2), str(caption)[:caption_chars], fill="#333333", font=caption_font)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
 
 
 @renderer("pairs")
