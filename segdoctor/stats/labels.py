@@ -1,6 +1,7 @@
 """Per-mask label statistics: which values occur, where they lie, how they are encoded.
 
-All functions are numpy (``label_value_stats`` hands uint8 maps to a compiled twin where it is built). The key observation: a true class value fills regions (many of its
+All functions are numpy (``label_value_stats`` hands uint8 maps to a compiled twin where it is built,
+with the same results). The key observation: a true class value fills regions (many of its
 pixels have four neighbours of the same value), while values made by bilinear/bicubic resizing or
 by lossy compression live in one- or two-pixel bands along class boundaries, and a resized boundary
 value lies strictly between the values of its neighbours.
