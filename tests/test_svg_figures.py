@@ -168,3 +168,37 @@ def test_pair_grid_layout():
     assert len(np.unique(a.reshape(-1, 3), axis=0)) > 50
     small = Image.open(io.BytesIO(pair_grid(rows, "t", compact=True)))
     assert small.height < im.height
+
+
+def test_array_grids_are_drawn_without_matplotlib():
+    code = ("import sys, numpy as np; from segdoctor.findings import Figure; from segdoctor.report.figures import "
+            "data_uri; p = np.linspace(0, 1, 64).reshape(8, 8); "
+            "rows = [{'caption': 'a.png: Dice 0.1', 'panels': [{'title': 'image', 'array': p, 'cmap': 'gray'}, "
+            "{'title': 'probability', 'array': p, 'cmap': 'viridis', 'vmin': 0, 'vmax': 1}, "
+            "{'title': 'overlay (TP green, FP red, FN blue)', 'array': np.zeros((8, 8, 3), np.uint8)}]}]; "
+            "assert data_uri(Figure('arrays', 'Worst images by Dice', {'rows': rows})).startswith('data:image/png'); "
+            "assert 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_array_panels_are_coloured_as_imshow_does():
+    from segdoctor.report.figures import _colour_panel
+
+    ramp = np.linspace(0.0, 1.0, 256)[None, :]
+    gray = _colour_panel({"array": ramp, "cmap": "gray"})
+    assert gray[0, 0] == 0 and gray[0, -1] == 255 and np.all(np.diff(gray[0].astype(int)) >= 0)
+    assert _colour_panel({"array": ramp * 0 + 0.5, "cmap": "gray", "vmin": 0, "vmax": 1})[0, 0] == 128
+    v = _colour_panel({"array": ramp, "cmap": "viridis", "vmin": 0, "vmax": 1})
+    assert v.shape == (1, 256, 3) and tuple(v[0, 0]) == (68, 1, 84) and tuple(v[0, -1]) == (253, 231, 37)
+    rgb = _colour_panel({"array": np.full((2, 2, 3), 2.0)})  # float RGB is clipped to [0, 1] like imshow
+    assert rgb.dtype == np.uint8 and rgb.max() == 255
+    assert _colour_panel({"array": np.full((3, 3), 7.0), "cmap": "gray"}).max() == 0  # a flat panel: no division
+
+
+def test_long_column_titles_wrap_inside_their_column():
+    from segdoctor.report.figures import _font, _wrap
+
+    font = _font(12)
+    lines = _wrap("overlay (TP green, FP red, FN blue)", font, 120)
+    assert len(lines) == 2 and all(font.getlength(t) <= 120 for t in lines)
+    assert _wrap("a " * 200, font, 50)[-1].endswith("...")

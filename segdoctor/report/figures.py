@@ -1,6 +1,6 @@
 """Draws report figures from stored numbers. matplotlib is imported here only, and only when drawing a chart
-as a PNG or an ``arrays`` figure; image grids (``pairs``, and check-pipeline's ``samples``) are composed with
-Pillow.
+as a PNG (the report draws lines, bars and histograms as SVG; lr-find's curve is the one PNG chart); image grids
+(``pairs``, ``arrays``, and check-pipeline's ``samples``) are composed with Pillow.
 
 Each figure kind has one renderer ``(Figure) -> PNG bytes``; ``lines``, ``bar`` and ``histogram`` also
 have an SVG renderer (``segdoctor.report.svg``, no matplotlib), which the report uses. Kinds:
@@ -9,7 +9,8 @@ have an SVG renderer (``segdoctor.report.svg``, no matplotlib), which the report
 - ``histogram``: precomputed ``edges`` + ``counts`` or ``series`` of such, optional ``xlabel``, ``log``, ``vlines``
 - ``lines``: ``x`` and ``series`` (``label``, ``y``, ``axis`` left/right), ``spans`` to shade, ``vlines``
 - ``pairs``: ``items`` of ``{"image": path, "mask": path, "caption": str}`` drawn as image | mask | overlay
-- ``arrays``: ``rows`` of ``{"caption": str, "panels": [{"title": str, "array": ndarray, "cmap": str}]}``
+- ``arrays``: ``rows`` of ``{"caption": str, "panels": [{"title": str, "array": ndarray, "cmap": "gray" or "viridis",
+  optional "vmin", "vmax"}]}``; the first row's panel titles head the columns
 - ``lr_range``: a learning-rate range test: ``lrs``, batch ``losses``, ``smoothed``, optional ``span`` [low, high]
   (the good range), ``marks`` (``x``, ``label``, ``color``), ``constant_loss``, ``start_loss``; log x axis
 """
@@ -45,7 +46,7 @@ def _svg(name: str) -> Renderer:
 SVG_RENDERERS: dict[str, Renderer] = {"lines": _svg("lines_svg"), "bar": _svg("bar_svg"), "histogram": _svg("histogram_svg")}
 
 #: kinds drawn with Pillow (image grids): no matplotlib style, no matplotlib import
-PILLOW_KINDS = frozenset({"pairs", "samples"})
+PILLOW_KINDS = frozenset({"pairs", "samples", "arrays"})
 
 _STYLE = {
     "figure.dpi": 100,
@@ -252,6 +253,25 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _wrap(text: str, font, width: int, max_lines: int = 2) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels (greedy, at spaces); the last line ends in "..." when cut."""
+    lines: list[str] = []
+    for word in str(text).split():
+        if lines and font.getlength(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] += " ..."
+    out = []
+    for line in lines:
+        while len(line) > 1 and font.getlength(line) > width:
+            line = line[:-4] + "..." if len(line) > 4 else line[:-1]
+        out.append(line)
+    return out or [""]
+
+
 def _fit(arr: np.ndarray, box: int) -> "Image.Image":  # noqa: F821
     from PIL import Image
 
@@ -263,35 +283,30 @@ def _fit(arr: np.ndarray, box: int) -> "Image.Image":  # noqa: F821
     return im.resize(size, Image.NEAREST)
 
 
-def pair_grid(rows: list[tuple[np.ndarray | None, np.ndarray | None, str]], title: str, *, caption_chars: int = 70,
-              compact: bool = False, stretch: bool = True) -> bytes:
-    """One row per (image, mask, caption): image | mask (contrast-stretched) | overlay; "not available" where missing.
-    Composed with Pillow (no matplotlib: its import alone costs more than the rest of a check-data report).
-    ``compact`` draws smaller panels (many rows of small display copies); ``stretch`` as in ``_overlay`` (the
-    image panel is contrast-stretched the same way)."""
+def _compose(title: str, headers: list[str], rows: list[tuple[list[np.ndarray | None], str]], *, box: int,
+             caption_chars: int) -> bytes:
+    """A PNG grid: the title, one header per column, then per row its panels (uint8 RGB or gray arrays, each fitted
+    into a ``box``-pixel square; None draws "not available") and a caption under them."""
     from PIL import Image, ImageDraw
 
-    from segdoctor.report.thumbnails import mask_display, to_display_rgb
-
-    box = PANEL * 3 // 4 if compact else PANEL
+    ncols = max([len(panels) for panels, _ in rows] + [len(headers), 1])
     title_font, head_font, caption_font = _font(15), _font(12), _font(11)
     line = caption_font.getbbox("Hg")[3] + 4
-    width = 2 * _MARGIN + 3 * box + 2 * _GAP
+    width = 2 * _MARGIN + ncols * box + (ncols - 1) * _GAP
     top = _MARGIN + title_font.getbbox("Hg")[3] + 8
     heads = top
-    top += head_font.getbbox("Hg")[3] + 6
+    head_lines = [_wrap(name, head_font, box) for name in headers]
+    head_line = head_font.getbbox("Hg")[3] + 3
+    top += head_line * max([len(h) for h in head_lines] + [1]) + 3
     row_height = box + line + _GAP
     canvas = Image.new("RGB", (width, top + len(rows) * row_height + _MARGIN), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((_MARGIN, _MARGIN), str(title), fill="#222222", font=title_font)
-    for col, name in enumerate(("image", "mask (contrast-stretched)", "overlay")):
-        draw.text((_MARGIN + col * (box + _GAP), heads), name, fill="#444444", font=head_font)
-    for r, (image, mask, caption) in enumerate(rows):
+    for col, lines in enumerate(head_lines):
+        for k, text in enumerate(lines):
+            draw.text((_MARGIN + col * (box + _GAP), heads + k * head_line), text, fill="#444444", font=head_font)
+    for r, (panels, caption) in enumerate(rows):
         y = top + r * row_height
-        same = image is not None and mask is not None and image.shape[:2] == mask.shape[:2]
-        shown = None if image is None else (to_display_rgb(image) if stretch else np.asarray(image))
-        panels = (shown, mask_display(mask) if mask is not None else None,
-                  _overlay(image, mask, stretch=stretch) if same else None)
         for col, arr in enumerate(panels):
             x = _MARGIN + col * (box + _GAP)
             if arr is None or np.asarray(arr).size == 0:
@@ -301,8 +316,26 @@ def pair_grid(rows: list[tuple[np.ndarray | None, np.ndarray | None, str]], titl
             canvas.paste(_fit(arr, box), (x, y))
         draw.text((_MARGIN, y + box + 2), str(caption)[:caption_chars], fill="#333333", font=caption_font)
     buf = io.BytesIO()
-    canvas.save(buf, format="PNG", optimize=False, compress_level=6)
+    canvas.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
+
+
+def pair_grid(rows: list[tuple[np.ndarray | None, np.ndarray | None, str]], title: str, *, caption_chars: int = 70,
+              compact: bool = False, stretch: bool = True) -> bytes:
+    """One row per (image, mask, caption): image | mask (contrast-stretched) | overlay; "not available" where missing.
+    Composed with Pillow (no matplotlib: its import alone costs more than the rest of a check-data report).
+    ``compact`` draws smaller panels (many rows of small display copies); ``stretch`` as in ``_overlay`` (the
+    image panel is contrast-stretched the same way)."""
+    from segdoctor.report.thumbnails import mask_display, to_display_rgb
+
+    grid = []
+    for image, mask, caption in rows:
+        same = image is not None and mask is not None and image.shape[:2] == mask.shape[:2]
+        shown = None if image is None else (to_display_rgb(image) if stretch else np.asarray(image))
+        grid.append(([shown, mask_display(mask) if mask is not None else None,
+                      _overlay(image, mask, stretch=stretch) if same else None], caption))
+    return _compose(title, ["image", "mask (contrast-stretched)", "overlay"], grid,
+                    box=PANEL * 3 // 4 if compact else PANEL, caption_chars=caption_chars)
 
 
 @renderer("pairs")
@@ -314,31 +347,40 @@ def _pairs(figure: Figure) -> bytes:
     return pair_grid(rows, figure.title)
 
 
+#: matplotlib's viridis at 17 evenly spaced points (uint8 RGB); ``_colour_panel`` interpolates between them
+_VIRIDIS = np.array([[68, 1, 84], [72, 24, 106], [71, 45, 123], [66, 64, 134], [59, 82, 139], [51, 99, 141],
+                     [44, 114, 142], [38, 130, 142], [33, 145, 140], [31, 160, 136], [40, 174, 128], [63, 188, 115],
+                     [94, 201, 98], [132, 212, 75], [173, 220, 48], [216, 226, 25], [253, 231, 37]], dtype=np.float64)
+
+
+def _colour_panel(panel: dict) -> np.ndarray:
+    """An ``arrays`` panel as uint8 RGB, as matplotlib's imshow shows it: RGB floats in [0, 1] (clipped), 2-D arrays
+    scaled from ``vmin``..``vmax`` (default: their own range) through the ``cmap`` (gray or viridis)."""
+    a = np.asarray(panel["array"])
+    if a.ndim == 3:
+        rgb = a[..., :3].astype(np.float64)
+        if a.dtype.kind == "f":
+            rgb = np.clip(np.nan_to_num(rgb), 0.0, 1.0) * 255.0
+        return np.clip(rgb, 0, 255).astype(np.uint8)
+    v = np.nan_to_num(a.astype(np.float64))
+    lo = float(panel.get("vmin", v.min() if v.size else 0.0))
+    hi = float(panel.get("vmax", v.max() if v.size else 1.0))
+    t = np.clip((v - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(v)
+    if panel.get("cmap") == "viridis":
+        pos = t * (len(_VIRIDIS) - 1)
+        i = np.minimum(pos.astype(np.int64), len(_VIRIDIS) - 2)
+        frac = (pos - i)[..., None]
+        return np.round(_VIRIDIS[i] * (1 - frac) + _VIRIDIS[i + 1] * frac).astype(np.uint8)
+    return np.round(t * 255.0).astype(np.uint8)
+
+
 @renderer("arrays")
 def _arrays(figure: Figure) -> bytes:
-    plt = _plt()
+    """Rows of labelled panels (check-model's worst images), composed with Pillow like the pair grids."""
     rows = list(figure.data["rows"])
-    ncols = max(len(r["panels"]) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.4 * ncols, 2.4 * len(rows)), squeeze=False)
-    for i, r in enumerate(rows):
-        for j in range(ncols):
-            ax = axes[i][j]
-            ax.axis("off")
-            if j >= len(r["panels"]):
-                continue
-            p = r["panels"][j]
-            arr = np.asarray(p["array"])
-            kw = {"interpolation": "nearest"}
-            if arr.ndim == 2:
-                kw["cmap"] = p.get("cmap", "gray")
-                if "vmin" in p:
-                    kw["vmin"], kw["vmax"] = p["vmin"], p["vmax"]
-            ax.imshow(arr, **kw)
-            if i == 0 or p.get("always_title"):
-                ax.set_title(p.get("title", ""), fontsize=8)
-        axes[i][0].text(0, -0.04, str(r.get("caption", ""))[:60], transform=axes[i][0].transAxes, va="top", fontsize=7)
-    fig.suptitle(figure.title)
-    return _save(fig)
+    headers = [p.get("title", "") for p in rows[0]["panels"]] if rows else []
+    grid = [([_colour_panel(p) for p in r["panels"]], str(r.get("caption", ""))) for r in rows]
+    return _compose(figure.title, headers, grid, box=PANEL * 3 // 4, caption_chars=60)
 
 
 @renderer("lr_range")
