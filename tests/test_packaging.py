@@ -3,8 +3,11 @@ subpackage that is not listed would be missing from an installed segdoctor."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
 
 REPO = Path(__file__).resolve().parent.parent
 
