@@ -34,14 +34,14 @@ def _compiler() -> bool:
     return shutil.which(cc) is not None
 
 
-needs_speedups = pytest.mark.skipif(not pngfast.available(),
+needs_speedups = pytest.mark.skipif(not speedups.available(),
                                     reason="segdoctor._speedups is not built (no C compiler when segdoctor was installed)")
 
 
 def test_the_compiled_module_is_built_where_a_compiler_exists():
     if not _compiler():
         pytest.skip("no C compiler here: segdoctor installs without its compiled helpers and decodes with libpng")
-    assert pngfast.available(), "a C compiler is present but segdoctor._speedups was not built: reinstall segdoctor"
+    assert speedups.available(), "a C compiler is present but segdoctor._speedups was not built: reinstall segdoctor"
 
 
 def _libpng(data: bytes) -> np.ndarray:
@@ -255,7 +255,7 @@ def test_without_the_compiled_module_libpng_decodes(tmp_path, monkeypatch):
     path = png_file(tmp_path / "f.png", _samples(9, 7, 2, 8), 8, 2)
     before = read_file(path).array
     monkeypatch.setattr(speedups, "native", None)
-    assert not pngfast.available()
+    assert not speedups.available()
     assert pngfast.decode(path.read_bytes()) is None
     assert codecs.plain_png(path.read_bytes(), readers.MAX_PIXELS) is None
     assert np.array_equal(read_file(path).array, before)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from segdoctor import speedups
 from segdoctor.io import pngfast
 
 #: files up to this size are read into memory for the fast decoders (a larger one streams through Pillow)
@@ -179,7 +180,7 @@ def plain_png(data: bytes, max_pixels: int) -> tuple[np.ndarray, str] | None:
     is a chunk Pillow parses, the mode is one ``_png`` decodes, and the size is within ``max_pixels``:
     then Pillow would open it with that mode, no transparency, EXIF, XMP or frames, and ``_png`` would
     return exactly these pixels (``tests/test_pngfast.py`` compares the two paths)."""
-    if not pngfast.available():
+    if not speedups.available():
         return None
     try:
         lay = pngfast.layout(data)

@@ -17,7 +17,7 @@ verified by libdeflate), and filter types 0-4. Anything else returns None and th
 with libpng or Pillow as before, which also gives their reason for a broken file.
 
 Without the compiled module (no C compiler when segdoctor was installed, or ``SEGDOCTOR_PURE_PYTHON=1``)
-``available()`` is False and every file takes the libpng path: the same pixels, more slowly.
+``segdoctor.speedups.available()`` is False and every file takes the libpng path: the same pixels, more slowly.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel (palett
 #: inflated image data above this size is left to libpng: this path holds the inflated rows and the pixels at
 #: once (twice the image), libpng streams the rows into the pixels (a 4096x4096 RGB image is 48 MiB of rows)
 MAX_RAW_BYTES = 64 << 20
-
-
-def available() -> bool:
-    """True when the compiled unfilter is installed, so that :func:`decode` can return pixels."""
-    return speedups.native is not None
 
 
 @dataclass(frozen=True, slots=True)
